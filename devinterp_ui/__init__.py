@@ -1,0 +1,20 @@
+"""devinterp_ui: live SGLD sampling for Singular Learning Theory research.
+
+The core (this package without `devinterp_ui.ui`) never imports a UI library.
+"""
+
+__version__ = "0.1.0"
+
+from devinterp_ui.config import SETTINGS, SamplerConfig
+from devinterp_ui.runner import StepSummary
+from devinterp_ui.sample import sample
+from devinterp_ui.store.cache import StoreConflictError
+
+__all__ = [
+    "SETTINGS",
+    "SamplerConfig",
+    "StepSummary",
+    "StoreConflictError",
+    "__version__",
+    "sample",
+]

@@ -1,0 +1,302 @@
+"""Datasets as the sampler sees them: rows addressed by index, collated into batches.
+
+Accepted forms (no `datasets`/`transformers` dependency):
+- token data: a 2-D integer tensor/array (N, T); a sequence of rows that are dicts holding
+  "input_ids" (a Hugging Face `Dataset` in torch format, a torch `Dataset`); a dict {"input_ids": (N, T)}.
+  The batch handed to `loss_fn` is the (B, T) LongTensor of token ids, as in devinterp.
+- supervised data: a tuple/list of equal-length tensors `(X, Y, ...)`, a `TensorDataset`, or a
+  sequence whose rows are tuples of tensors; the batch is the tuple of stacked tensors.
+- other mapping rows (dicts without "input_ids"): the batch is the dict of stacked tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class DataSource:
+    """Index-addressable rows with a collate rule. `kind` is "token" or "rows"."""
+
+    kind: str
+    seq_len: int | None = None
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def batch(self, indices: np.ndarray, device: torch.device | str | None) -> Any:
+        """The batch handed to `loss_fn` for these row indices, on `device`."""
+        raise NotImplementedError
+
+    def token_ids(self, indices: np.ndarray) -> torch.Tensor:
+        """(B, T) int64 token ids of these rows (token data only)."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """A short hash identifying the data, used to tell stores apart."""
+        raise NotImplementedError
+
+
+class TokenTensorSource(DataSource):
+    """Token ids held as one (N, T) LongTensor."""
+
+    kind = "token"
+
+    def __init__(self, ids: torch.Tensor):
+        self.ids = ids
+        self.seq_len = int(ids.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def token_ids(self, indices: np.ndarray) -> torch.Tensor:
+        return self.ids[torch.as_tensor(indices, dtype=torch.long)]
+
+    def batch(self, indices, device):
+        return self.token_ids(indices).to(device)
+
+    def fingerprint(self) -> str:
+        return _hash_tensors([self.ids])
+
+
+class TokenRowSource(DataSource):
+    """Rows that are dicts with "input_ids", read one at a time and stacked."""
+
+    kind = "token"
+
+    def __init__(self, rows: Sequence, seq_len: int):
+        self.rows = rows
+        self.seq_len = seq_len
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def token_ids(self, indices: np.ndarray) -> torch.Tensor:
+        return torch.stack([_as_long(self.rows[int(i)]["input_ids"]) for i in indices])
+
+    def batch(self, indices, device):
+        return self.token_ids(indices).to(device)
+
+    def fingerprint(self) -> str:
+        return _hash_tensors([self.token_ids(_probe_indices(len(self)))], len(self))
+
+
+class TensorTupleSource(DataSource):
+    """Supervised data as equal-length tensors (X, Y, ...)."""
+
+    kind = "rows"
+
+    def __init__(self, tensors: Sequence[torch.Tensor]):
+        self.tensors = tuple(tensors)
+
+    def __len__(self) -> int:
+        return int(self.tensors[0].shape[0])
+
+    def batch(self, indices, device):
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return tuple(t[idx].to(device) for t in self.tensors)
+
+    def fingerprint(self) -> str:
+        return _hash_tensors(self.tensors)
+
+
+class RowSource(DataSource):
+    """Any other indexable rows (tuples or dicts of tensors), stacked field by field."""
+
+    kind = "rows"
+
+    def __init__(self, rows: Sequence):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, indices, device):
+        rows = [self.rows[int(i)] for i in indices]
+        first = rows[0]
+        if isinstance(first, Mapping):
+            return {k: torch.stack([torch.as_tensor(r[k]) for r in rows]).to(device) for k in first}
+        if isinstance(first, (tuple, list)):
+            return tuple(
+                torch.stack([torch.as_tensor(r[j]) for r in rows]).to(device)
+                for j in range(len(first))
+            )
+        return torch.stack([torch.as_tensor(r) for r in rows]).to(device)
+
+    def fingerprint(self) -> str:
+        probe = self.batch(_probe_indices(len(self)), "cpu")
+        tensors = list(probe.values()) if isinstance(probe, dict) else list(probe)
+        return _hash_tensors(tensors, len(self))
+
+
+def as_source(data: Any, name: str) -> DataSource:
+    """Wrap a user dataset; `name` (e.g. "dataset", "observables['code']") appears in errors.
+
+    Raises TypeError for unsupported objects and ValueError for malformed token rows
+    (ragged, shorter than 2 tokens, not integers) before any compute.
+    """
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(data)
+    if isinstance(data, torch.Tensor):
+        return _token_tensor(data, name)
+    if isinstance(data, Mapping):
+        if set(data) == {"input_ids"}:
+            return _token_tensor(torch.as_tensor(np.asarray(data["input_ids"])), name)
+        raise TypeError(
+            f"{name} is a dict with keys {sorted(data)}; pass a dict {{'input_ids': (N, T) tensor}} "
+            "for token data, or a tuple (X, Y) of tensors for supervised data."
+        )
+    if isinstance(data, torch.utils.data.TensorDataset):
+        return _tensor_tuple(data.tensors, name)
+    if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
+        return _tensor_tuple(data, name)
+    if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
+        return _indexable(data, name)
+    raise TypeError(
+        f"{name} must be a (N, T) token-id tensor, a dataset of rows with 'input_ids', or a "
+        f"tuple (X, Y) of tensors (got {type(data).__name__})."
+    )
+
+
+def _token_tensor(ids: torch.Tensor, name: str) -> TokenTensorSource:
+    if ids.ndim != 2:
+        raise ValueError(
+            f"{name} as a tensor must be 2-D token ids (N, T) (got shape {tuple(ids.shape)}); "
+            "for supervised data pass a tuple (X, Y)."
+        )
+    if ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.is_complex():
+        raise TypeError(
+            f"{name} token ids must be integers (got dtype {ids.dtype}); cast with .long()."
+        )
+    _check_seq_len(int(ids.shape[1]), name)
+    _check_nonempty(int(ids.shape[0]), name)
+    return TokenTensorSource(ids.long().cpu())
+
+
+def _tensor_tuple(tensors: Sequence[torch.Tensor], name: str) -> TensorTupleSource:
+    lengths = {int(t.shape[0]) if t.ndim else -1 for t in tensors}
+    if len(lengths) != 1 or -1 in lengths:
+        shapes = [tuple(t.shape) for t in tensors]
+        raise ValueError(
+            f"{name} tensors must share their first (row) dimension (got shapes {shapes})."
+        )
+    _check_nonempty(next(iter(lengths)), name)
+    return TensorTupleSource(tensors)
+
+
+def _indexable(rows: Sequence, name: str) -> DataSource:
+    n = len(rows)
+    _check_nonempty(n, name)
+    first = rows[0]
+    if not (isinstance(first, Mapping) and "input_ids" in first):
+        return RowSource(rows)
+    column = _column(rows)
+    if column is not None:
+        return _token_tensor(column, name)
+    lengths = np.fromiter((len(rows[i]["input_ids"]) for i in range(n)), dtype=np.int64, count=n)
+    if (lengths != lengths[0]).any():
+        bad = int(np.flatnonzero(lengths != lengths[0])[0])
+        raise ValueError(
+            f"{name} has ragged token rows: row 0 has {lengths[0]} tokens, row {bad} has "
+            f"{lengths[bad]}; pad or truncate every row to the same length."
+        )
+    _check_seq_len(int(lengths[0]), name)
+    if _as_long(first["input_ids"]).dtype.is_floating_point:
+        raise TypeError(f"{name} 'input_ids' must be integers.")
+    return TokenRowSource(rows, int(lengths[0]))
+
+
+def _column(rows: Any) -> torch.Tensor | None:
+    """A Hugging Face dataset hands out a whole column at once; use it when it is 2-D."""
+    try:
+        column = rows["input_ids"]
+    except Exception:
+        return None
+    if isinstance(column, torch.Tensor) and column.ndim == 2:
+        return column
+    if isinstance(column, np.ndarray) and column.ndim == 2 and column.dtype != object:
+        return torch.from_numpy(column)
+    return None
+
+
+def _check_seq_len(t: int, name: str) -> None:
+    if t < 2:
+        raise ValueError(
+            f"{name} sequences have {t} token(s); next-token losses need at least 2 per row."
+        )
+
+
+def _check_nonempty(n: int, name: str) -> None:
+    if n < 1:
+        raise ValueError(f"{name} is empty; pass at least one row.")
+
+
+def _as_long(x: Any) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).long()
+
+
+def _probe_indices(n: int) -> np.ndarray:
+    return np.unique(np.r_[np.arange(min(n, 8)), np.linspace(0, n - 1, 8).astype(np.int64)])
+
+
+def _hash_tensors(tensors: Sequence[torch.Tensor], *extra: Any) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(str((tuple(t.shape), str(t.dtype))).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(repr(extra).encode())
+    return h.hexdigest()
+
+
+@dataclass
+class BatchFeed:
+    """The stream of mini-batch row indices one chain consumes.
+
+    Epochs of `n` rows are cut into full batches of `batch_size` (an incomplete last batch is
+    dropped, so every step sees the same batch size); with `shuffle` each epoch is a fresh
+    permutation drawn from a generator seeded with `seed`.
+    """
+
+    n: int
+    batch_size: int
+    seed: int
+    shuffle: bool = True
+
+    def __post_init__(self) -> None:
+        self._gen = torch.Generator().manual_seed(int(self.seed))
+        self._order = np.empty(0, dtype=np.int64)
+        self._pos = 0
+
+    def next(self) -> np.ndarray:
+        if self._pos + self.batch_size > len(self._order):
+            self._new_epoch()
+        out = self._order[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return out
+
+    def _new_epoch(self) -> None:
+        if self.shuffle:
+            self._order = torch.randperm(self.n, generator=self._gen).numpy()
+        else:
+            self._order = np.arange(self.n, dtype=np.int64)
+        self._pos = 0
+
+
+def fixed_rows(n: int, count: int, seed: int) -> np.ndarray:
+    """`count` distinct row indices out of `n`, chosen by `seed`, sorted for readable stores."""
+    gen = torch.Generator().manual_seed(int(seed))
+    return np.sort(torch.randperm(n, generator=gen)[:count].numpy())
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """Hash of every parameter and buffer: two stores from different checkpoints never match."""
+    names, tensors = (
+        zip(*model.state_dict().items(), strict=True) if model.state_dict() else ((), ())
+    )
+    return _hash_tensors(list(tensors), names)

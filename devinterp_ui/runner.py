@@ -1,0 +1,270 @@
+"""Executes a validated run: steps chains on a schedule and streams rows to the store.
+
+`sample()` prepares a `RunPlan` (inputs checked, store created); `execute()` does the compute.
+Faults follow STORE.md: a chain with a non-finite loss stops alone and is marked failed; an
+exception or KeyboardInterrupt marks the run failed/stopped after flushing what was written.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from devinterp_ui.chain import Chain, Observable, StepOutcome
+from devinterp_ui.config import SamplerConfig
+from devinterp_ui.data import BatchFeed, DataSource
+from devinterp_ui.losses import LossFn
+from devinterp_ui.sgld import SGLDHyper
+from devinterp_ui.store.progress import COMPLETED, FAILED, RUNNING, STOPPED, RunProgress
+from devinterp_ui.store.writer import StoreWriter
+
+CHAIN_SCHEDULES = ("lockstep", "sequential")
+
+
+@dataclass(frozen=True)
+class StepSummary:
+    """What `progress_callback` receives after every chain step.
+
+    loss: mean sampling loss of the step's batch (nats per token or per sample).
+    draw: the draw index when this step is a draw, else None.
+    metrics: the step's SGLD diagnostics (with save_metrics=True), else None.
+    status: the chain's status after the step ("running", "completed", "failed").
+    """
+
+    chain: int
+    step: int
+    draw: int | None
+    loss: float
+    metrics: dict[str, float] | None
+    status: str
+    elapsed: float
+
+
+@dataclass
+class RunPlan:
+    config: SamplerConfig
+    model: torch.nn.Module  # the checkpoint copy on `device`; never modified
+    source: DataSource
+    observables: list[Observable]
+    loss_fn: LossFn
+    sampled: dict[str, torch.Tensor | None]
+    device: torch.device
+    writer: StoreWriter
+    progress: RunProgress
+    chain_schedule: str = "lockstep"
+    progress_callback: Callable[[StepSummary], None] | None = None
+    stop_event: threading.Event | None = None
+    progress_bar: bool = True
+    flush_interval: float = 0.5
+    final_attrs: dict = field(default_factory=dict)
+
+    def data_seed(self, chain: int) -> int:
+        cfg = self.config
+        return (
+            cfg.init_seed if cfg.match_sampling_input_ids_across_chains else cfg.init_seed + chain
+        )
+
+    def feed(self, chain: int) -> BatchFeed:
+        return BatchFeed(
+            len(self.source), self.config.batch_size, self.data_seed(chain), self.config.shuffle
+        )
+
+
+def hyper_of(config: SamplerConfig) -> SGLDHyper:
+    return SGLDHyper(
+        lr=float(config.lr),
+        n_beta=float(config.n_beta),
+        localization=float(config.localization),
+        llc_weight_decay=float(config.llc_weight_decay),
+        noise_level=float(config.noise_level),
+        bounding_box_size=None
+        if config.bounding_box_size is None
+        else float(config.bounding_box_size),
+        method=config.sampling_method,
+        **config.method_kwargs(),
+    )
+
+
+class Runner:
+    def __init__(self, plan: RunPlan):
+        self.plan = plan
+        self.cfg = plan.config
+        self.hyper = hyper_of(plan.config)
+        self.anchors = {
+            name: p.detach() for name, p in plan.model.named_parameters() if name in plan.sampled
+        }
+        self.t0 = time.time()
+        self.last_flush = 0.0
+        self.bar = tqdm(
+            total=self.cfg.num_chains * self.cfg.total_steps,
+            disable=not plan.progress_bar,
+            desc="SGLD",
+            unit="step",
+            leave=True,
+        )
+
+    # --- schedules ---------------------------------------------------------------------------
+
+    def execute(self) -> RunProgress:
+        progress = self.plan.progress
+        try:
+            if self.plan.chain_schedule == "sequential":
+                self._sequential()
+            else:
+                self._lockstep()
+        except BaseException as exc:
+            status = STOPPED if isinstance(exc, KeyboardInterrupt) else FAILED
+            progress.status = status
+            progress.error = "".join(traceback.format_exception(exc))
+            for chain in progress.chains:
+                if chain.status == RUNNING:
+                    chain.status = status
+            self._flush()
+            raise
+        finally:
+            self.bar.close()
+        self._finish()
+        return progress
+
+    def _lockstep(self) -> None:
+        chains = [
+            self._chain(c, copy.deepcopy(self.plan.model)) for c in range(self.cfg.num_chains)
+        ]
+        for step in range(self.cfg.total_steps):
+            if self._stop_requested():
+                return self._stop()
+            for chain in chains:
+                if chain.active:
+                    self._step(chain, step)
+            self._maybe_flush()
+
+    def _sequential(self) -> None:
+        work = copy.deepcopy(self.plan.model)
+        checkpoint = self.plan.model.state_dict()
+        for c in range(self.cfg.num_chains):
+            work.load_state_dict(checkpoint)
+            chain = self._chain(c, work)
+            for step in range(self.cfg.total_steps):
+                if self._stop_requested():
+                    return self._stop()
+                if not chain.active:
+                    break
+                self._step(chain, step)
+                self._maybe_flush()
+            self._flush()
+
+    def _chain(self, c: int, model: torch.nn.Module) -> Chain:
+        return Chain(
+            index=c,
+            model=model,
+            sampled=self.plan.sampled,
+            anchors=self.anchors,
+            feed=self.plan.feed(c),
+            source=self.plan.source,
+            loss_fn=self.plan.loss_fn,
+            hyper=self.hyper,
+            noise_seed=self.cfg.init_seed + c,
+            grad_accum=self.cfg.gradient_accumulation_steps,
+            device=self.plan.device,
+            init_noise=self.cfg.init_noise,
+        )
+
+    # --- one step ----------------------------------------------------------------------------
+
+    def _step(self, chain: Chain, step: int) -> None:
+        cfg, writer = self.cfg, self.plan.writer
+        state = self.plan.progress.chains[chain.index]
+        out: StepOutcome = chain.step(with_metrics=cfg.save_metrics)
+        c = chain.index
+        writer.write_row("sampling_loss_micro", c, step, out.losses)
+        if self.plan.source.kind == "token":
+            writer.write_row(
+                "sampling_input_ids_micro", c, step, self.plan.source.token_ids(out.rows)
+            )
+        else:
+            writer.write_row("sampling_indices_micro", c, step, out.rows)
+        if out.metrics is not None:
+            for name, value in out.metrics.items():
+                writer.write_row(f"metrics_{name}", c, step, value)
+        draw = None
+        if not out.finite:
+            self._fail(chain, f"non-finite sampling loss at step {step}")
+        elif cfg.is_draw(step):
+            draw = cfg.draw_index(step)
+            writer.write_row("sampling_loss", c, draw, out.losses[: cfg.batch_size])
+            obs_losses = chain.observe(self.plan.observables, cfg.batch_size)
+            for key, losses in obs_losses.items():
+                writer.write_row(f"loss_{key}", c, draw, losses)
+            state.draws_written = draw + 1
+            bad = [k for k, v in obs_losses.items() if not bool(torch.isfinite(v).all())]
+            if bad:
+                self._fail(chain, f"non-finite loss on observable(s) {bad} at step {step}")
+        state.steps_written = step + 1
+        if chain.active and step + 1 == cfg.total_steps:
+            state.status = COMPLETED
+            chain.active = False
+        self.bar.update(1)
+        if self.plan.progress_callback is not None:
+            self.plan.progress_callback(
+                StepSummary(
+                    c,
+                    step,
+                    draw,
+                    float(out.losses.mean()),
+                    out.metrics,
+                    state.status,
+                    time.time() - self.t0,
+                )
+            )
+
+    def _fail(self, chain: Chain, message: str) -> None:
+        chain.active = False
+        state = self.plan.progress.chains[chain.index]
+        state.status, state.error = FAILED, message
+        if not self.plan.progress_bar:
+            return
+        self.bar.write(f"chain {chain.index}: {message}; the other chains go on")
+
+    # --- stop, flush, finish -------------------------------------------------------------------
+
+    def _stop_requested(self) -> bool:
+        return self.plan.stop_event is not None and self.plan.stop_event.is_set()
+
+    def _stop(self) -> None:
+        progress = self.plan.progress
+        progress.status = STOPPED
+        for chain in progress.chains:
+            if chain.status == RUNNING:
+                chain.status = STOPPED
+
+    def _maybe_flush(self) -> None:
+        if time.time() - self.last_flush >= self.plan.flush_interval:
+            self._flush()
+
+    def _flush(self, attrs: dict | None = None) -> None:
+        self.plan.writer.flush(self.plan.progress, attrs)
+        self.last_flush = time.time()
+
+    def _finish(self) -> None:
+        progress = self.plan.progress
+        wall = {"wall_time_s": round(time.time() - self.t0, 3)}
+        if progress.status == STOPPED:
+            self._flush(wall)
+            return
+        done = [c.status == COMPLETED for c in progress.chains]
+        progress.status = COMPLETED if any(done) else FAILED
+        if not any(done):
+            progress.error = "every chain failed: " + "; ".join(
+                f"chain {i}: {c.error}" for i, c in enumerate(progress.chains)
+            )
+        self._flush(wall)
+        if progress.status == COMPLETED:
+            # Last of all, so `completed` is never seen before every row has landed.
+            self.plan.writer.set_attrs({"completed": 1})
