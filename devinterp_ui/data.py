@@ -213,6 +213,8 @@ def _indexable(rows: Sequence, name: str) -> DataSource:
 
 def _column(rows: Any) -> torch.Tensor | None:
     """A Hugging Face dataset hands out a whole column at once; use it when it is 2-D."""
+    if "input_ids" not in (getattr(rows, "column_names", None) or ()):
+        return None
     try:
         column = rows["input_ids"]
     except Exception:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 
 import torch
@@ -42,7 +43,7 @@ def resolve_param_masks(
     out: dict[str, torch.Tensor | None] = {}
     for name, mask in param_masks.items():
         if name not in named:
-            close = [n for n in named if name.split(".")[-1] in n][:5]
+            close = difflib.get_close_matches(str(name), list(named), n=5)
             hint = f" (similar: {close})" if close else ""
             raise ValueError(
                 f"param_masks key {name!r} is not a parameter of the model{hint}; keys must be "
