@@ -184,9 +184,14 @@ def sample(
     if check_existing(path, identity):
         return xr.open_datatree(str(path), engine="zarr")
 
-    attrs = {**identity, **_provenance(model, source, obs, sampled, device, chain_schedule, layout)}
-    writer = StoreWriter(path, schema, attrs)
     progress = RunProgress.fresh(config.num_chains, config.total_steps, config.num_draws)
+    attrs = {
+        **identity,
+        **_provenance(model, source, obs, sampled, device, chain_schedule, layout),
+        "progress": progress.to_json(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = StoreWriter(path, schema, attrs)
     writer.write_whole("n_beta", config.n_beta)
     for o in obs:
         if source.kind == "token":

@@ -9,6 +9,8 @@ writer is killed.
 
 from __future__ import annotations
 
+import os
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +36,12 @@ class StoreWriter:
     def __init__(self, path: str | Path, schema: dict[str, ArraySpec], attrs: dict[str, Any]):
         self.path = Path(path)
         self.schema = schema
-        self.root = zarr.open_group(str(self.path), mode="w", zarr_format=3)
-        self.arrays: dict[str, zarr.Array] = {}
+        # Built beside the target and renamed into place, so a store at `path` always has
+        # every array, the consolidated metadata and the root attributes from its first moment.
+        building = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.building")
+        root = zarr.open_group(str(building), mode="w", zarr_format=3)
         for spec in schema.values():
-            self.arrays[spec.name] = self.root.create_array(
+            root.create_array(
                 spec.name,
                 shape=spec.shape,
                 chunks=spec.chunks if spec.shape else "auto",
@@ -45,13 +49,19 @@ class StoreWriter:
                 fill_value=spec.fill_value,
                 dimension_names=spec.dims,
             )
+        root.attrs.update(attrs)
         with warnings.catch_warnings():
             # Consolidated metadata is not in the v3 spec yet, but xarray reads it and warns
             # (and opens slower) without it; the layout never changes after creation.
             warnings.simplefilter("ignore")
-            zarr.consolidate_metadata(str(self.path))
+            zarr.consolidate_metadata(str(building))
+        if self.path.is_dir():
+            self.path.rmdir()  # only ever an empty directory here (see store.cache)
+        os.replace(building, self.path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             self.root = zarr.open_group(str(self.path), mode="r+")
-        self.root.attrs.update(attrs)
+        self.arrays: dict[str, zarr.Array] = {name: self.root[name] for name in schema}
         self._buffers: dict[tuple[str, int], _ChunkBuffer] = {}
 
     def write_whole(self, name: str, value: Any) -> None:
