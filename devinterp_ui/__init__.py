@@ -6,15 +6,21 @@ The core (this package without `devinterp_ui.ui`) never imports a UI library.
 __version__ = "0.1.0"
 
 from devinterp_ui.config import SETTINGS, SamplerConfig
+from devinterp_ui.live import JobProgress, NewRows, SamplingJob, StoreReader, StoreStatus
 from devinterp_ui.runner import StepSummary
 from devinterp_ui.sample import sample
 from devinterp_ui.store.cache import StoreConflictError
 
 __all__ = [
     "SETTINGS",
+    "JobProgress",
+    "NewRows",
     "SamplerConfig",
+    "SamplingJob",
     "StepSummary",
     "StoreConflictError",
+    "StoreReader",
+    "StoreStatus",
     "__version__",
     "sample",
 ]

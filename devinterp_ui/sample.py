@@ -92,7 +92,9 @@ def sample(
         stop_event: a `threading.Event`; once set, every chain ends at the next step boundary,
             written rows stay intact, status becomes "stopped" and `completed` stays unset.
         progress_bar: a tqdm bar over all chain steps.
-        flush_interval: seconds between writes to the store (rows and progress marker).
+        flush_interval: seconds between writes to the store (rows and progress marker). Each
+            flush rewrites every chunk touched since the last one, so a smaller interval buys
+            reader latency with write cost (0 writes after every step: slow, for tests).
 
     Returns:
         `xarray.DataTree` of the store (arrays and attrs of STORE.md), lazily backed by
@@ -130,8 +132,13 @@ def sample(
         save_metrics=save_metrics,
     )
     config.validate()
-    _check_run_options(
-        model, loss_fn, chain_schedule, progress_callback, stop_event, flush_interval
+    check_run_options(
+        model,
+        loss_fn=loss_fn,
+        chain_schedule=chain_schedule,
+        progress_callback=progress_callback,
+        stop_event=stop_event,
+        flush_interval=flush_interval,
     )
     config.warn_unusual()
 
@@ -231,9 +238,19 @@ def sample(
 # --- inputs --------------------------------------------------------------------------------
 
 
-def _check_run_options(
-    model, loss_fn, chain_schedule, progress_callback, stop_event, flush_interval
-):
+def check_run_options(
+    model,
+    *,
+    loss_fn=None,
+    chain_schedule="lockstep",
+    progress_callback=None,
+    stop_event=None,
+    flush_interval=0.5,
+) -> None:
+    """The arguments of `sample()` that are neither settings nor data, checked without compute.
+
+    Raises TypeError/ValueError naming the argument; shared with `SamplingJob`.
+    """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (got {type(model).__name__}).")
     if loss_fn is not None and not callable(loss_fn):
@@ -246,7 +263,11 @@ def _check_run_options(
         raise TypeError("progress_callback must be callable with one StepSummary argument.")
     if stop_event is not None and not callable(getattr(stop_event, "is_set", None)):
         raise TypeError("stop_event must be a threading.Event (anything with .is_set()).")
-    if not isinstance(flush_interval, (int, float)) or not flush_interval >= 0:
+    if (
+        isinstance(flush_interval, bool)
+        or not isinstance(flush_interval, (int, float))
+        or not flush_interval >= 0
+    ):
         raise ValueError(
             f"flush_interval must be a number of seconds >= 0 (got {flush_interval!r})."
         )

@@ -119,36 +119,40 @@ def _update_one(slot: ParamSlot, g: torch.Tensor, xi: torch.Tensor, hp: SGLDHype
 
 
 class _MetricSums:
-    """Accumulates squared norms and dot products across parameters."""
+    """Accumulates squared norms and dot products across parameters, on the parameters' device.
+
+    Sums stay tensors until `result()`, so a step costs one device-to-host copy, not one per
+    parameter and metric.
+    """
 
     def __init__(self) -> None:
-        self.sq = dict.fromkeys(METRIC_NAMES[:6], 0.0)
-        self.dots = dict.fromkeys(METRIC_NAMES[6:], 0.0)
+        self.parts: list[torch.Tensor] = []
 
     def add(self, grad_term, prior_term, wd_term, g, dist, noise, drift_scale, half_lr, hp, m):
         def masked(t):
             return t if m is None else t * m
 
-        scaled = masked(grad_term * drift_scale)
-        unscaled = masked(g * (half_lr * hp.n_beta))
-        zeros = torch.zeros_like(g)
-        loc = masked(prior_term * drift_scale) if prior_term is not None else zeros
-        wd = masked(wd_term * drift_scale) if wd_term is not None else zeros
+        scaled = masked(grad_term * drift_scale).double()
+        unscaled = masked(g * (half_lr * hp.n_beta)).double()
+        zero = torch.zeros((), dtype=torch.float64, device=g.device)
+        loc = masked(prior_term * drift_scale).double() if prior_term is not None else zero
+        wd = masked(wd_term * drift_scale).double() if wd_term is not None else zero
         prior = loc + wd
-        for name, t in (
-            ("scaled_grad", scaled),
-            ("unscaled_grad", unscaled),
-            ("localization", loc),
-            ("weight_decay", wd),
-            ("noise", noise),
-            ("distance", masked(dist)),
-        ):
-            self.sq[name] += float(torch.sum(t.double() ** 2))
-        self.dots["dot_grad_prior"] += float(torch.sum(scaled.double() * prior.double()))
-        self.dots["dot_grad_noise"] += float(torch.sum(scaled.double() * noise.double()))
-        self.dots["dot_prior_noise"] += float(torch.sum(prior.double() * noise.double()))
+        noise = noise.double()
+        self.parts.append(torch.stack([
+            torch.sum(scaled * scaled),
+            torch.sum(unscaled * unscaled),
+            torch.sum(loc * loc),
+            torch.sum(wd * wd),
+            torch.sum(noise * noise),
+            torch.sum(masked(dist).double() ** 2),
+            torch.sum(scaled * prior),
+            torch.sum(scaled * noise),
+            torch.sum(prior * noise),
+        ]))
 
     def result(self) -> dict[str, float]:
-        out = {k: math.sqrt(v) for k, v in self.sq.items()}
-        out.update(self.dots)
+        sums = torch.stack(self.parts).sum(0).tolist()
+        out = {name: math.sqrt(v) for name, v in zip(METRIC_NAMES[:6], sums[:6], strict=True)}
+        out.update(zip(METRIC_NAMES[6:], sums[6:], strict=True))
         return out

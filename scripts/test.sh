@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/bootstrap.sh test
+scripts/install-browser.sh
 .venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"

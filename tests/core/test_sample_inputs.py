@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TinyLM, WeightEcho, echo_loss
+from tiny_models import TinyLM, WeightEcho, echo_loss
 
 from devinterp_ui import sample
 from devinterp_ui.losses import next_token_loss

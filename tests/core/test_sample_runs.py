@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from conftest import WeightEcho, echo_loss
+from tiny_models import WeightEcho, echo_loss
 
 from devinterp_ui import StoreConflictError, sample
 

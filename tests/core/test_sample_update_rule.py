@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import WeightEcho, echo_loss
+from tiny_models import WeightEcho, echo_loss
 
 from devinterp_ui import sample
 

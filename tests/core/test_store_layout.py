@@ -7,7 +7,7 @@ import pytest
 import torch
 import xarray as xr
 import zarr
-from conftest import WeightEcho, echo_loss
+from tiny_models import WeightEcho, echo_loss
 
 from devinterp_ui import sample
 from devinterp_ui.sgld import METRIC_NAMES
@@ -122,7 +122,7 @@ def test_root_attrs_hold_metadata_progress_and_provenance(token_tree):
 
 
 def tiny_lm_params():
-    from conftest import TinyLM
+    from tiny_models import TinyLM
 
     return list(TinyLM().parameters())
 

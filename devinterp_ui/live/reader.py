@@ -1,0 +1,354 @@
+"""`StoreReader`: follow a sample store while it grows, whoever writes it.
+
+Each `read_new()` reads the progress marker first, then only the rows that marker declares
+written and this reader has not returned yet, straight from the Zarr arrays. So a poll never
+returns a partial row, and its cost grows with the new rows, not with the run's length (at most
+one extra chunk per chain and array is decoded). The running LLC is kept as running sums.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.core.sync import sync  # the bridge to Zarr's I/O loop that zarr.Array itself uses
+
+from devinterp_ui.live.marker import (
+    MarkerUnreadable,
+    StoreStatus,
+    read_root_attrs,
+    status_from_attrs,
+)
+from devinterp_ui.sgld import METRIC_NAMES
+
+STEP_LOSS = "sampling_loss_micro"  # (chain, step, batch_sampling, token_pos)
+DRAW_LOSS = "sampling_loss"  # (chain, draw, batch, token_pos)
+
+# Chains sharing one new row range [start, stop), read together: (chains, start, stop).
+Range = tuple[list[int], int, int]
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """What one `read_new()` call found: rows no earlier call returned, in long form.
+
+    steps: Dataset over dim `row`, one row per new (chain, step), sorted by chain then step.
+        coords  chain(row) int64, step(row) int64
+        loss(row)   float64  mean sampling loss of that step: mean of `sampling_loss_micro`
+                             over batch_sampling and token_pos (nats per token / per sample)
+        llc(row)    float64  the chain's running LLC after that step:
+                             n_beta * (mean of `loss` over steps num_burnin_steps..step
+                             - mean of the chain's init_loss); NaN during burn-in
+        metrics_{name}(row) float32  one per SGLD diagnostic, when the run saves metrics
+                                     (those chosen with `StoreReader(metrics=...)`)
+    draws: Dataset over dim `row`, one row per new (chain, draw), sorted by chain then draw.
+        coords  chain(row), draw(row), step(row) (the step the draw was taken after)
+        loss_{obs}(row) float64  mean loss of observable `obs` (store name) over its rows and
+                                 token_pos at that draw
+    status: the marker snapshot the rows were bounded by.
+
+    `ds.set_index(row=["chain", "step"]).unstack("row")` turns either table into a
+    (chain, step) / (chain, draw) grid; `ds.to_dataframe()` gives columns for streaming plots.
+    """
+
+    steps: xr.Dataset
+    draws: xr.Dataset
+    status: StoreStatus
+
+    @property
+    def empty(self) -> bool:
+        return self.steps.sizes.get("row", 0) == 0 and self.draws.sizes.get("row", 0) == 0
+
+
+class StoreReader:
+    """Follows the sample store at `path` (a directory written by `sample()`).
+
+    Works on a store written by this process or another, running, stopped, failed, killed or
+    completed. Not thread-safe: use one reader per polling thread.
+
+    metrics: which SGLD diagnostics `read_new()` returns, when the run saved them: True (all),
+        False (none), or names from `devinterp_ui.sgld.METRIC_NAMES` ("noise", "distance", ...).
+        Each is its own array, so every metric adds one chunk read per chain to a poll.
+    stale_after: seconds without a marker update after which a run that says "running" is
+        reported "stale" (for writers whose liveness cannot be checked, e.g. on another host).
+
+    Raises FileNotFoundError when `path` holds no Zarr store, ValueError for unknown metrics.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        metrics: bool | Iterable[str] = True,
+        stale_after: float = 300.0,
+    ):
+        self.path = Path(path)
+        if not (self.path / "zarr.json").is_file():
+            raise FileNotFoundError(
+                f"no sample store at {str(self.path)!r} (no zarr.json); pass the output_path "
+                "sample() or SamplingJob writes to."
+            )
+        self.metrics = _metric_names(metrics)
+        self.stale_after = float(stale_after)
+        self._attrs: dict[str, Any] = {}
+        self._last_status: StoreStatus | None = None
+        self._arrays: dict[str, zarr.Array] | None = None
+        self._steps_read: np.ndarray | None = None  # (chain,) rows already returned
+        self._draws_read: np.ndarray | None = None
+        self._llc_sum: np.ndarray | None = None  # (chain,) sum of post-burn-in step losses
+        self._llc_count: np.ndarray | None = None
+        self._init_mean: np.ndarray | None = None  # (chain,) mean init_loss, once written
+
+    # --- what the run is -------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Root attribute `metadata` ({"config": {...}}), or {} before the writer set it."""
+        if "metadata" not in self._attrs:
+            self.status()
+        return self._attrs.get("metadata") or {}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The sampler settings (`metadata["config"]["sampler"]`), or {} before they exist."""
+        return (self.metadata.get("config") or {}).get("sampler") or {}
+
+    @property
+    def observables(self) -> list[str]:
+        """Identifier-safe observable names: the store holds `loss_{name}` for each."""
+        obs = (self.metadata.get("config") or {}).get("observables") or []
+        return [o["obs_id"] for o in obs]
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """All root attributes as of the last poll."""
+        return dict(self._attrs)
+
+    def status(self) -> StoreStatus:
+        """Re-read the marker. While it cannot be parsed, the previous snapshot is returned
+        (MarkerUnreadable when there is none: the path holds no sample store)."""
+        return self._poll()[0]
+
+    def _poll(self) -> tuple[StoreStatus, bool]:
+        """(snapshot, fresh): fresh is False when the previous snapshot stands in."""
+        try:
+            attrs = read_root_attrs(self.path)
+        except MarkerUnreadable:
+            if self._last_status is not None:
+                return self._last_status, False
+            raise
+        self._attrs = attrs
+        # Only a marker-less store that says completed (e.g. devinterp 2.x) is sized from its arrays.
+        bare = "progress" not in attrs and attrs.get("completed") == 1
+        shape_rows = self._shape_rows() if bare else None
+        self._last_status = status_from_attrs(attrs, shape_rows, self.stale_after)
+        return self._last_status, True
+
+    # --- new rows ------------------------------------------------------------------------------
+
+    def read_new(self) -> NewRows:
+        """Rows written since the previous call (all rows on the first call); see `NewRows`.
+
+        Never returns a row the marker does not declare whole; a row is returned once only.
+        """
+        snap, fresh = self._poll()
+        if not fresh or snap.num_chains == 0 or not self._open(snap):
+            return NewRows(_empty_steps(), _empty_draws(), snap)
+        steps_to = np.asarray(snap.steps_written, dtype=np.int64)
+        draws_to = np.asarray(snap.draws_written, dtype=np.int64)
+        step_ranges = _ranges(self._steps_read, steps_to)
+        draw_ranges = _ranges(self._draws_read, draws_to)
+        step_names = [n for n in self._arrays if n == STEP_LOSS or n.startswith("metrics_")]
+        draw_names = [f"loss_{o}" for o in self.observables]
+        if step_ranges and self._init_mean is None:
+            # init_loss lands before any step row, but possibly after the first marker.
+            init = np.asarray(self._arrays["init_loss"][...], dtype=np.float64)
+            self._init_mean = init.reshape(snap.num_chains, -1).mean(axis=1)
+        wanted = {n: step_ranges for n in step_names if step_ranges}
+        wanted.update({n: draw_ranges for n in draw_names if draw_ranges})
+        means = self._row_means(wanted) if wanted else {}
+        steps = self._steps_table(step_ranges, means)
+        draws = self._draws_table(draw_ranges, means)
+        # Advance only once every read succeeded, so a failed poll is retried whole.
+        self._steps_read = np.maximum(self._steps_read, steps_to)
+        self._draws_read = np.maximum(self._draws_read, draws_to)
+        return NewRows(steps, draws, snap)
+
+    def rewind(self) -> None:
+        """Forget what was returned: the next `read_new()` returns every written row again."""
+        if self._steps_read is not None:
+            self._steps_read[:] = 0
+            self._draws_read[:] = 0
+            self._llc_sum[:] = 0.0
+            self._llc_count[:] = 0
+
+    def _open(self, snap: StoreStatus) -> bool:
+        """Open the arrays once the writer has created them all (True), else False."""
+        if self._arrays is not None:
+            return True
+        if snap.recorded_status is None and not snap.completed:
+            return False  # the marker goes in once every array exists
+        try:
+            group = zarr.open_group(str(self.path), mode="r")
+            names = [STEP_LOSS, "init_loss", *(f"loss_{o}" for o in self.observables)]
+            saved = set(group.array_keys())
+            names += [f"metrics_{m}" for m in self.metrics if f"metrics_{m}" in saved]
+            arrays = {name: group[name] for name in names}
+        except (OSError, ValueError, KeyError):
+            return False  # caught mid-rewrite of the metadata: the next poll tries again
+        num_chains = snap.num_chains
+        self._steps_read = np.zeros(num_chains, dtype=np.int64)
+        self._draws_read = np.zeros(num_chains, dtype=np.int64)
+        self._llc_sum = np.zeros(num_chains, dtype=np.float64)
+        self._llc_count = np.zeros(num_chains, dtype=np.int64)
+        self._arrays = arrays
+        return True
+
+    def _steps_table(self, ranges: list[Range], means: dict[str, np.ndarray]) -> xr.Dataset:
+        if not ranges:
+            return _empty_steps()
+        chain, step, order = _row_coords(ranges)
+        loss = means[STEP_LOSS][order]
+        data = {"loss": ("row", loss), "llc": ("row", self._running_llc(chain, step, loss))}
+        for name in sorted(means):
+            if name.startswith("metrics_"):
+                data[name] = ("row", means[name][order])
+        return xr.Dataset(data, coords={"chain": ("row", chain), "step": ("row", step)})
+
+    def _draws_table(self, ranges: list[Range], means: dict[str, np.ndarray]) -> xr.Dataset:
+        if not ranges:
+            return _empty_draws(self.observables)
+        chain, draw, order = _row_coords(ranges)
+        cfg = self.config
+        step = int(cfg.get("num_burnin_steps", 0)) + draw * int(cfg.get("num_steps_bw_draws", 1))
+        data = {f"loss_{o}": ("row", means[f"loss_{o}"][order]) for o in self.observables}
+        coords = {"chain": ("row", chain), "draw": ("row", draw), "step": ("row", step)}
+        return xr.Dataset(data, coords=coords)
+
+    def _row_means(self, wanted: dict[str, list[Range]]) -> dict[str, np.ndarray]:
+        """{name: (rows,) mean of each requested row over the dims after (chain, row)}, rows in
+        range-group order, chain-major within a group. (chain, step) arrays come back as they
+        are (float32); the others as float64 means.
+
+        Every block is requested at once on Zarr's I/O loop: one synchronous read per block
+        would cost a thread hand-off each, which dominates a poll on a busy machine.
+        """
+        requests = [(name, r) for name, ranges in wanted.items() for r in ranges]
+
+        async def read_all():
+            return await asyncio.gather(
+                *(
+                    self._arrays[name].async_array.get_orthogonal_selection(
+                        (chains, slice(start, stop))
+                    )
+                    for name, (chains, start, stop) in requests
+                )
+            )
+
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
+        for (name, _), block in zip(requests, sync(read_all()), strict=True):
+            block = np.asarray(block)  # (chains, stop - start, ...)
+            if block.ndim > 2:
+                block = block.reshape(*block.shape[:2], -1).mean(axis=2, dtype=np.float64)
+            parts[name].append(block.ravel())
+        return {name: np.concatenate(p) for name, p in parts.items()}
+
+    def _running_llc(self, chain: np.ndarray, step: np.ndarray, loss: np.ndarray) -> np.ndarray:
+        """Per row, n_beta * (running mean of post-burn-in step loss - mean init_loss)."""
+        burnin = int(self.config.get("num_burnin_steps", 0))
+        n_beta = float(self.config.get("n_beta", np.nan))
+        llc = np.full(loss.shape, np.nan)
+        for c in np.unique(chain):
+            rows = np.flatnonzero((chain == c) & (step >= burnin))
+            if rows.size == 0:
+                continue
+            sums = self._llc_sum[c] + np.cumsum(loss[rows])
+            counts = self._llc_count[c] + np.arange(1, rows.size + 1)
+            llc[rows] = n_beta * (sums / counts - self._init_mean[c])
+            self._llc_sum[c] = sums[-1]
+            self._llc_count[c] = counts[-1]
+        return llc
+
+    def _shape_rows(self) -> tuple[int, int, int] | None:
+        """(chains, steps, draws) from the array shapes, for stores without a marker."""
+        try:
+            group = zarr.open_group(str(self.path), mode="r")
+            steps = group[STEP_LOSS].shape
+            draws = group[DRAW_LOSS].shape
+        except (KeyError, FileNotFoundError, ValueError):
+            return None
+        return int(steps[0]), int(steps[1]), int(draws[1])
+
+
+def _metric_names(metrics: bool | Iterable[str]) -> tuple[str, ...]:
+    if metrics is True:
+        return METRIC_NAMES
+    if metrics is False or metrics is None:
+        return ()
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    names = tuple(metrics)
+    unknown = sorted(set(names) - set(METRIC_NAMES))
+    if unknown:
+        raise ValueError(
+            f"unknown metrics {unknown}; choose from {list(METRIC_NAMES)}, or pass True / False."
+        )
+    return names
+
+
+def _ranges(done: np.ndarray, to: np.ndarray) -> list[Range]:
+    """Group chains by their new row range [done, to): lockstep chains share one read."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for c, (a, b) in enumerate(zip(done.tolist(), to.tolist(), strict=True)):
+        if b > a:
+            groups.setdefault((a, b), []).append(c)
+    return [(cs, a, b) for (a, b), cs in groups.items()]
+
+
+def _row_coords(ranges: list[Range]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(chain, row index, order): coords of the output rows sorted by chain then index, and the
+    permutation that sorts the rows `_row_means` returns (chain-major within each range group).
+    """
+    chain, index = [], []
+    for chains, start, stop in ranges:
+        n = stop - start
+        chain.append(np.repeat(np.asarray(chains, dtype=np.int64), n))
+        index.append(np.tile(np.arange(start, stop, dtype=np.int64), len(chains)))
+    chain, index = np.concatenate(chain), np.concatenate(index)
+    order = np.lexsort((index, chain))
+    return chain[order], index[order], order
+
+
+def _empty_steps() -> xr.Dataset:
+    empty = np.zeros(0, dtype=np.int64)
+    return xr.Dataset(
+        {"loss": ("row", np.zeros(0)), "llc": ("row", np.zeros(0))},
+        coords={"chain": ("row", empty), "step": ("row", empty)},
+    )
+
+
+def _empty_draws(observables: list[str] = ()) -> xr.Dataset:
+    empty = np.zeros(0, dtype=np.int64)
+    return xr.Dataset(
+        {f"loss_{o}": ("row", np.zeros(0)) for o in observables},
+        coords={"chain": ("row", empty), "draw": ("row", empty), "step": ("row", empty)},
+    )
+
+
+def wait_for_store(path: str | Path, timeout: float, poll: float = 0.05) -> StoreReader:
+    """A reader of `path` once the writer has created it; TimeoutError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return StoreReader(path)
+        except FileNotFoundError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no sample store appeared at {str(path)!r}") from None
+            time.sleep(poll)
