@@ -86,7 +86,6 @@ class Chain:
         self.hyper = hyper
         self.grad_accum = grad_accum
         self.device = device
-        self.active = True
         self.gen = torch.Generator(device=device).manual_seed(int(noise_seed))
 
         named = dict(model.named_parameters())

@@ -24,8 +24,9 @@ from devinterp_ui.losses import LossFn
 from devinterp_ui.sgld import SGLDHyper
 from devinterp_ui.store.progress import COMPLETED, FAILED, RUNNING, STOPPED, RunProgress
 from devinterp_ui.store.writer import StoreWriter
+from devinterp_ui.vectorized import VectorizedChains
 
-CHAIN_SCHEDULES = ("lockstep", "sequential")
+CHAIN_SCHEDULES = ("lockstep", "sequential", "vectorized")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Runner:
         }
         self.t0 = time.time()
         self.last_flush = 0.0
+        self.active = [True] * self.cfg.num_chains  # False once a chain completed or failed
         self.bar = tqdm(
             total=self.cfg.num_chains * self.cfg.total_steps,
             disable=not plan.progress_bar,
@@ -115,10 +117,12 @@ class Runner:
     def execute(self) -> RunProgress:
         progress = self.plan.progress
         try:
-            if self.plan.chain_schedule == "sequential":
-                self._sequential()
-            else:
-                self._lockstep()
+            schedules = {
+                "lockstep": self._lockstep,
+                "sequential": self._sequential,
+                "vectorized": self._vectorized,
+            }
+            schedules[self.plan.chain_schedule]()
         except BaseException as exc:
             status = STOPPED if isinstance(exc, KeyboardInterrupt) else FAILED
             progress.status = status
@@ -141,8 +145,36 @@ class Runner:
             if self._stop_requested():
                 return self._stop()
             for chain in chains:
-                if chain.active:
+                if self.active[chain.index]:
                     self._step(chain, step)
+            self._maybe_flush()
+
+    def _vectorized(self) -> None:
+        cfg = self.cfg
+        chains = VectorizedChains(
+            model=self.plan.model,
+            sampled=self.plan.sampled,
+            feeds=[self.plan.feed(c) for c in range(cfg.num_chains)],
+            source=self.plan.source,
+            loss_fn=self.plan.loss_fn,
+            hyper=self.hyper,
+            noise_seeds=[cfg.init_seed + c for c in range(cfg.num_chains)],
+            grad_accum=cfg.gradient_accumulation_steps,
+            device=self.plan.device,
+            shared_batches=cfg.match_sampling_input_ids_across_chains,
+            init_noise=cfg.init_noise,
+        )
+        for step in range(cfg.total_steps):
+            if self._stop_requested():
+                return self._stop()
+            outcomes = chains.step(cfg.save_metrics, self.active)
+            # Every chain's observables in one batched pass, after every chain's update.
+            observed = (
+                chains.observe(self.plan.observables, cfg.batch_size) if cfg.is_draw(step) else []
+            )
+            for c, out in enumerate(outcomes):
+                if self.active[c]:
+                    self._record(c, step, out, lambda c=c, observed=observed: observed[c])
             self._maybe_flush()
 
     def _sequential(self) -> None:
@@ -154,7 +186,7 @@ class Runner:
             for step in range(self.cfg.total_steps):
                 if self._stop_requested():
                     return self._stop()
-                if not chain.active:
+                if not self.active[c]:
                     break
                 self._step(chain, step)
                 self._maybe_flush()
@@ -179,10 +211,20 @@ class Runner:
     # --- one step ----------------------------------------------------------------------------
 
     def _step(self, chain: Chain, step: int) -> None:
+        out = chain.step(with_metrics=self.cfg.save_metrics)
+        self._record(
+            chain.index,
+            step,
+            out,
+            lambda: chain.observe(self.plan.observables, self.cfg.batch_size),
+        )
+
+    def _record(
+        self, c: int, step: int, out: StepOutcome, observe: Callable[[], dict[str, torch.Tensor]]
+    ) -> None:
+        """Stage chain c's rows of `step`, evaluate observables at a draw, update progress."""
         cfg, writer = self.cfg, self.plan.writer
-        state = self.plan.progress.chains[chain.index]
-        out: StepOutcome = chain.step(with_metrics=cfg.save_metrics)
-        c = chain.index
+        state = self.plan.progress.chains[c]
         writer.write_row("sampling_loss_micro", c, step, out.losses)
         if self.plan.source.kind == "token":
             writer.write_row(
@@ -195,21 +237,21 @@ class Runner:
                 writer.write_row(f"metrics_{name}", c, step, value)
         draw = None
         if not out.finite:
-            self._fail(chain, f"non-finite sampling loss at step {step}")
+            self._fail(c, f"non-finite sampling loss at step {step}")
         elif cfg.is_draw(step):
             draw = cfg.draw_index(step)
             writer.write_row("sampling_loss", c, draw, out.losses[: cfg.batch_size])
-            obs_losses = chain.observe(self.plan.observables, cfg.batch_size)
+            obs_losses = observe()
             for key, losses in obs_losses.items():
                 writer.write_row(f"loss_{key}", c, draw, losses)
             state.draws_written = draw + 1
             bad = [k for k, v in obs_losses.items() if not bool(torch.isfinite(v).all())]
             if bad:
-                self._fail(chain, f"non-finite loss on observable(s) {bad} at step {step}")
+                self._fail(c, f"non-finite loss on observable(s) {bad} at step {step}")
         state.steps_written = step + 1
-        if chain.active and step + 1 == cfg.total_steps:
+        if self.active[c] and step + 1 == cfg.total_steps:
             state.status = COMPLETED
-            chain.active = False
+            self.active[c] = False
         self.bar.update(1)
         if self.plan.progress_callback is not None:
             self.plan.progress_callback(
@@ -224,13 +266,12 @@ class Runner:
                 )
             )
 
-    def _fail(self, chain: Chain, message: str) -> None:
-        chain.active = False
-        state = self.plan.progress.chains[chain.index]
+    def _fail(self, c: int, message: str) -> None:
+        self.active[c] = False
+        state = self.plan.progress.chains[c]
         state.status, state.error = FAILED, message
-        if not self.plan.progress_bar:
-            return
-        self.bar.write(f"chain {chain.index}: {message}; the other chains go on")
+        if self.plan.progress_bar:
+            self.bar.write(f"chain {c}: {message}; the other chains go on")
 
     # --- stop, flush, finish -------------------------------------------------------------------
 
