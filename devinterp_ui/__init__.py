@@ -5,6 +5,17 @@ The core (this package without `devinterp_ui.ui`) never imports a UI library.
 
 __version__ = "0.1.0"
 
+from devinterp_ui.analysis import (
+    bif,
+    compute_bif,
+    compute_llc,
+    compute_susceptibilities,
+    create_param_masks,
+    default_nbeta,
+    llc,
+    susceptibilities,
+    unflatten_susceptibilities,
+)
 from devinterp_ui.config import SETTINGS, SamplerConfig
 from devinterp_ui.live import JobProgress, NewRows, SamplingJob, StoreReader, StoreStatus
 from devinterp_ui.runner import StepSummary
@@ -22,5 +33,14 @@ __all__ = [
     "StoreReader",
     "StoreStatus",
     "__version__",
+    "bif",
+    "compute_bif",
+    "compute_llc",
+    "compute_susceptibilities",
+    "create_param_masks",
+    "default_nbeta",
+    "llc",
     "sample",
+    "susceptibilities",
+    "unflatten_susceptibilities",
 ]
