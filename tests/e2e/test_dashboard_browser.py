@@ -1,0 +1,249 @@
+"""End to end: a real `panel serve app/dashboard.py` process driven by real headless Chromium.
+
+Chromium is Debian's (`apt-get install chromium chromium-driver`, done by scripts/test.sh);
+Playwright only drives it (`executable_path`), it never downloads a browser.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import TinyLM
+
+from devinterp_ui import sample
+from devinterp_ui.live.reader import StoreReader
+
+pytest.importorskip("playwright")
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("DEVINTERP_UI_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ARTIFACTS = ROOT / "test-artifacts"
+CHAIN_COLORS = [(0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E), (0x2C, 0xA0, 0x2C), (0xD6, 0x27, 0x28)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A `panel serve` process on a free port; sessions expire 1.5 s after their tab closes."""
+    runs = tmp_path_factory.mktemp("runs")
+    port = free_port()
+    env = dict(os.environ, DEVINTERP_UI_RUNS_DIR=str(runs), OMP_NUM_THREADS="1")
+    log = open(runs / "server.log", "w")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "panel",
+            "serve",
+            str(ROOT / "app" / "dashboard.py"),
+            "--port",
+            str(port),
+            "--address",
+            "127.0.0.1",
+            "--allow-websocket-origin",
+            f"127.0.0.1:{port}",
+            "--check-unused-sessions",
+            "500",
+            "--unused-session-lifetime",
+            "1500",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError as exc:
+            if proc.poll() is not None:
+                raise RuntimeError((runs / "server.log").read_text()) from exc
+            time.sleep(0.2)
+    yield {"url": f"http://127.0.0.1:{port}/dashboard", "runs": runs}
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Debian's chromium is missing at {CHROMIUM}: run scripts/test.sh (it installs it)"
+        )
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url):
+    page = browser.new_page(viewport={"width": 1600, "height": 1300})
+    page.goto(url, timeout=60_000)
+    page.get_by_role("button", name="▶ Start").wait_for(timeout=60_000)
+    return page
+
+
+def set_field(page, name: str, value) -> None:
+    field = page.get_by_label(name, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+
+
+def line_lengths(page, key: str, chains: int) -> list[int]:
+    """Points in each chain's line of plot `key`, read from the browser's Bokeh document."""
+    return page.evaluate(
+        """([key, chains]) => {
+            const out = [];
+            for (let c = 0; c < chains; c++) {
+                let n = -1;
+                for (const doc of Bokeh.documents) {
+                    const m = doc.get_model_by_name(`${key}:chain${c}`);
+                    if (m) n = m.data.x.length;
+                }
+                out.push(n);
+            }
+            return out;
+        }""",
+        [key, chains],
+    )
+
+
+def wait_for_result(page, timeout_ms=120_000) -> str:
+    """The result block's text: "LLC = ... \n Run k <status> · store <path>"."""
+    result = page.get_by_text("LLC =")
+    result.wait_for(timeout=timeout_ms)
+    return result.locator("xpath=..").inner_text()
+
+
+def test_run_grows_every_chain_trace_and_stop_shows_the_result(server, browser):
+    page = open_page(browser, server["url"] + "?demo=dln")
+    set_field(page, "num_draws", 5000)
+    set_field(page, "num_chains", 4)
+    page.get_by_role("button", name="▶ Start").click()
+    expect(page.get_by_role("button", name="■ Stop")).to_be_enabled(timeout=30_000)
+    deadline = time.time() + 60
+    first = line_lengths(page, "loss", 4)
+    while min(first) < 3 and time.time() < deadline:
+        time.sleep(0.3)
+        first = line_lengths(page, "loss", 4)
+    time.sleep(2.0)
+    second = line_lengths(page, "loss", 4)
+    assert min(first) >= 3, first
+    assert all(b > a for a, b in zip(first, second, strict=True)), (first, second)
+    assert min(line_lengths(page, "llc", 4)) > 0
+    assert min(line_lengths(page, "norm:noise", 4)) > 0
+
+    page.get_by_role("button", name="■ Stop").click()
+    text = wait_for_result(page)
+    assert "stopped" in text
+    assert "true λ = " in text  # the known-lambda demo shows its true coefficient
+    expect(page.get_by_role("button", name="▶ Start")).to_be_enabled()
+    page.close()
+
+
+def test_screenshot_of_a_running_dashboard_shows_plotted_lines(server, browser):
+    page = open_page(browser, server["url"])
+    set_field(page, "num_draws", 400)
+    page.get_by_role("button", name="▶ Start").click()
+    deadline = time.time() + 90
+    while min(line_lengths(page, "loss", 4)) < 8 and time.time() < deadline:
+        time.sleep(0.5)
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "dashboard_running.png"
+    page.screenshot(path=str(shot), full_page=True)
+    page.get_by_role("button", name="■ Stop").click()
+    wait_for_result(page)
+    page.close()
+
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    counts = [
+        int((np.abs(pixels - np.array(color)).sum(axis=2) < 40).sum()) for color in CHAIN_COLORS
+    ]
+    # Each chain's colour covers a line's worth of pixels in several plots, not just a legend swatch.
+    assert min(counts) > 300, counts
+    assert pixels.std() > 20  # not a blank page
+
+
+def test_open_store_watches_a_run_written_elsewhere(server, browser, tmp_path):
+    path = tmp_path / "elsewhere.zarr"
+    torch.manual_seed(0)
+    data = torch.randint(0, 11, (64, 6))
+    sample(
+        TinyLM(),
+        data,
+        {"probe": data},
+        lr=1e-3,
+        n_beta=20.0,
+        num_chains=3,
+        num_draws=12,
+        batch_size=8,
+        output_path=path,
+        save_metrics=True,
+        progress_bar=False,
+    )
+    page = open_page(browser, server["url"] + "?demo=dln")
+    page.get_by_label("store path", exact=True).fill(str(path))
+    page.get_by_role("button", name="Open store").click()
+    text = wait_for_result(page, 60_000)
+    assert str(path) in text and "completed" in text
+    assert line_lengths(page, "loss", 3) == [12, 12, 12]
+    assert line_lengths(page, "obs:probe", 3) == [12, 12, 12]
+    page.close()
+
+
+def test_two_sessions_run_their_own_jobs(server, browser):
+    pages = [open_page(browser, server["url"] + "?demo=dln") for _ in range(2)]
+    for page, lr in zip(pages, ("0.0001", "0.0002"), strict=True):
+        set_field(page, "lr", lr)
+        set_field(page, "num_draws", 60)
+        set_field(page, "num_chains", 2)
+    for page in pages:
+        page.get_by_role("button", name="▶ Start").click()
+    texts = [wait_for_result(page) for page in pages]
+    assert all("completed" in t for t in texts)
+    stores = [t.split("store ")[-1].strip() for t in texts]
+    assert stores[0] != stores[1]
+    lrs = [StoreReader(s).config["lr"] for s in stores]
+    assert lrs == [1e-4, 2e-4]
+    for page in pages:
+        page.close()
+
+
+def test_closed_tab_stops_its_job_when_the_session_expires(server, browser):
+    page = open_page(browser, server["url"] + "?demo=dln")
+    set_field(page, "num_draws", 100_000)
+    page.get_by_role("button", name="▶ Start").click()
+    status = page.get_by_text("chain steps")
+    status.wait_for(timeout=30_000)
+    deadline = time.time() + 30
+    while "store" not in status.inner_text() and time.time() < deadline:
+        time.sleep(0.2)
+    store = status.inner_text().split("store ")[-1].strip()
+    page.close()
+    reader = StoreReader(store)
+    deadline = time.time() + 30
+    while reader.status().recorded_status == "running" and time.time() < deadline:
+        time.sleep(0.3)
+    assert reader.status().recorded_status == "stopped"
