@@ -24,6 +24,7 @@ import zarr
 from devinterp_ui.analysis import compute_llc, default_nbeta
 from devinterp_ui.config import SETTINGS
 from devinterp_ui.live import SamplingJob, StoreReader
+from devinterp_ui.store.schema import safe_name
 from devinterp_ui.ui.form import SettingsForm, setting_of
 from devinterp_ui.ui.plots import LivePlots
 from devinterp_ui.ui.results import RunRecord, overlay_figure, plots_html, summarize, summary_csv
@@ -286,6 +287,14 @@ class Dashboard(pn.viewable.Viewer):
                 output_path=path,
                 **settings,
             )
+            # The plots go up before the thread starts, so a page that cannot show them leaves
+            # no orphan run behind.
+            self._show_plots(
+                settings["num_chains"],
+                [safe_name(o) for o in observables],
+                settings["num_burnin_steps"],
+                self.true_lambda,
+            )
             job.start()
         except (TypeError, ValueError, RuntimeError) as exc:
             self._show_error(str(exc))
@@ -293,7 +302,7 @@ class Dashboard(pn.viewable.Viewer):
         self.job = job
         self.current = RunRecord(run_id, str(path), self.settings, label=self._label())
         self.runs.append(self.current)
-        self._watch(StoreReader(path), observables=[o for o in job.reader().observables] or None)
+        self._follow(StoreReader(path))
         self.running = True
         return job
 
@@ -345,23 +354,34 @@ class Dashboard(pn.viewable.Viewer):
         # The first poll comes from the periodic callback, once the new plots reached the page:
         # rows streamed into sources the browser has not received yet would be lost.
 
-    def _watch(self, reader: StoreReader, observables: list[str] | None = None) -> None:
-        self.reader = reader
-        self.error_pane.visible = False
+    def _watch(self, reader: StoreReader) -> None:
+        """Plot a store written elsewhere: its own chains, burn-in and observables."""
         config = reader.config
         # The marker may not exist yet (init losses come first); the config is there at creation.
         num_chains = int(config.get("num_chains") or reader.status().num_chains)
+        self._show_plots(
+            num_chains, reader.observables, int(config.get("num_burnin_steps", 0)), None
+        )
+        self._follow(reader)
+
+    def _show_plots(
+        self, num_chains: int, observables: list[str], burnin: int, true_lambda: float | None
+    ) -> None:
+        self.error_pane.visible = False
         self.plots = LivePlots(
             num_chains=num_chains,
-            observables=observables if observables is not None else reader.observables,
-            burnin=int(config.get("num_burnin_steps", 0)),
-            true_lambda=self.true_lambda if self.job is not None else None,
+            observables=observables,
+            burnin=burnin,
+            true_lambda=true_lambda,
             save_metrics=True,
             budget=self.plot_budget,
         )
         self._init_loss_known = False
         self.plot_area.objects = [self._plot_layout(self.plots)]
         self.result_pane.objects = []
+
+    def _follow(self, reader: StoreReader) -> None:
+        self.reader = reader
         if self._callback is None:
             self._callback = pn.state.add_periodic_callback(self.poll, period=self.poll_ms)
 
