@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +26,22 @@ class Observable:
     source: DataSource
     batches_per_draw: int
     rows: np.ndarray
+    # The fixed rows collated on a device, made at the first draw and shared by every chain:
+    # the same rows every draw, so gathering and copying them once is enough.
+    _batches: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def batches(self, batch_size: int, device: torch.device) -> list[tuple[int, Any]]:
+        """[(rows in batch, batch on `device`)] of `rows` in batches of `batch_size`."""
+        key = (batch_size, str(device))
+        if key not in self._batches:
+            self._batches[key] = [
+                (len(idx), self.source.batch(idx, device))
+                for idx in (
+                    self.rows[start : start + batch_size]
+                    for start in range(0, len(self.rows), batch_size)
+                )
+            ]
+        return self._batches[key]
 
 
 @dataclass
@@ -52,8 +69,9 @@ def evaluate_rows(
         for start in range(0, len(rows), batch_size):
             idx = rows[start : start + batch_size]
             per = as_per_position(loss_fn(model, source.batch(idx, device)), len(idx), where)
-            out.append(per.float().cpu())
-    return torch.cat(out)
+            out.append(per.float())
+    # One device-to-host copy for all batches: on a GPU each copy is a sync.
+    return torch.cat(out).cpu()
 
 
 class Chain:
@@ -149,15 +167,16 @@ class Chain:
 
     def observe(self, observables: list[Observable], batch_size: int) -> dict[str, torch.Tensor]:
         """{key: (R, P) losses} of every observable at the chain's current weights."""
-        return {
-            obs.key: evaluate_rows(
-                self.model,
-                obs.source,
-                obs.rows,
-                self.loss_fn,
-                batch_size,
-                self.device,
-                f"loss_fn on observable {obs.name!r}",
-            )
-            for obs in observables
-        }
+        parts = []
+        with torch.no_grad():
+            for obs in observables:
+                where = f"loss_fn on observable {obs.name!r}"
+                parts += [
+                    as_per_position(self.loss_fn(self.model, batch), rows, where).float()
+                    for rows, batch in obs.batches(batch_size, self.device)
+                ]
+        if not parts:
+            return {}
+        # One device-to-host copy for every observable (they share P): on a GPU each is a sync.
+        losses = torch.cat(parts).cpu().split([len(obs.rows) for obs in observables])
+        return {obs.key: rows for obs, rows in zip(observables, losses, strict=True)}

@@ -130,11 +130,17 @@ class Runner:
             for chain in progress.chains:
                 if chain.status == RUNNING:
                     chain.status = status
-            self._flush()
+            try:
+                self._flush(wait=True)
+            finally:
+                self.plan.writer.close()
             raise
         finally:
             self.bar.close()
-        self._finish()
+        try:
+            self._finish()
+        finally:
+            self.plan.writer.close()  # ends the writer thread; everything has landed
         return progress
 
     def _lockstep(self) -> None:
@@ -287,17 +293,19 @@ class Runner:
 
     def _maybe_flush(self) -> None:
         if time.time() - self.last_flush >= self.plan.flush_interval:
-            self._flush()
+            # The writer thread compresses and writes while chains step on; with
+            # flush_interval=0 every flush lands before the next step, as documented.
+            self._flush(wait=self.plan.flush_interval == 0)
 
-    def _flush(self, attrs: dict | None = None) -> None:
-        self.plan.writer.flush(self.plan.progress, attrs)
+    def _flush(self, attrs: dict | None = None, wait: bool = False) -> None:
+        self.plan.writer.flush(self.plan.progress, attrs, wait=wait)
         self.last_flush = time.time()
 
     def _finish(self) -> None:
         progress = self.plan.progress
         wall = {"wall_time_s": round(time.time() - self.t0, 3)}
         if progress.status == STOPPED:
-            self._flush(wall)
+            self._flush(wall, wait=True)
             return
         done = [c.status == COMPLETED for c in progress.chains]
         progress.status = COMPLETED if any(done) else FAILED
@@ -305,7 +313,7 @@ class Runner:
             progress.error = "every chain failed: " + "; ".join(
                 f"chain {i}: {c.error}" for i, c in enumerate(progress.chains)
             )
-        self._flush(wall)
+        self._flush(wall, wait=True)
         if progress.status == COMPLETED:
             # Last of all, so `completed` is never seen before every row has landed.
             self.plan.writer.set_attrs({"completed": 1})

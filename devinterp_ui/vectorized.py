@@ -153,15 +153,20 @@ class VectorizedChains:
     ) -> list[dict[str, torch.Tensor]]:
         """Per chain: {key: (R, P) losses} at the chains' current weights."""
         out: list[dict[str, torch.Tensor]] = [{} for _ in range(self.num_chains)]
+        parts = []
         with torch.no_grad():
             for obs in observables:
-                parts = []
-                for start in range(0, len(obs.rows), batch_size):
-                    batch = obs.source.batch(obs.rows[start : start + batch_size], self.device)
-                    parts.append(self._eval(self.stacked, batch).float().cpu())
-                losses = torch.cat(parts, dim=1)
-                for c in range(self.num_chains):
-                    out[c][obs.key] = losses[c]
+                parts += [
+                    self._eval(self.stacked, batch).float()
+                    for _, batch in obs.batches(batch_size, self.device)
+                ]
+        if not parts:
+            return out
+        # One device-to-host copy for every observable (they share P).
+        losses = torch.cat(parts, dim=1).cpu().split([len(o.rows) for o in observables], dim=1)
+        for obs, obs_losses in zip(observables, losses, strict=True):
+            for c in range(self.num_chains):
+                out[c][obs.key] = obs_losses[c]
         return out
 
 

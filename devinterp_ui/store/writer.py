@@ -5,11 +5,20 @@ every touched chunk whole, then the progress marker. Whole-chunk writes need no 
 key write is atomic (zarr >= 3.1.3 writes to a temporary file and renames), and the marker goes
 last, so a reader in another process sees a consistent prefix at any moment, even after the
 writer is killed.
+
+Compression and file writes run in a background thread, so the sampling thread only copies the
+touched rows of each chunk (see docs/performance.md). `flush()` hands the chunks and the marker
+that counts them to that thread and returns; the thread writes every chunk it was handed before
+the marker, so the ordering guarantee holds. When the thread falls behind, pending flushes merge:
+a newer copy of a chunk replaces an older one (it holds every row the older one held) and only
+the newest marker is written. `flush(wait=True)`, `drain()`, `set_attrs()` and `close()` return
+once everything handed over is on disk, and raise any error the thread met.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -28,6 +37,17 @@ class _ChunkBuffer:
     chunk: int
     data: np.ndarray
     dirty: bool = False
+    filled: int = 0  # rows 0..filled-1 of the chunk may hold data; the rest is fill value
+
+
+@dataclass
+class _ChunkWrite:
+    """A chunk to write: its first `len(data)` rows, the rest being fill value."""
+
+    name: str
+    chain: int
+    chunk: int
+    data: np.ndarray
 
 
 class StoreWriter:
@@ -63,9 +83,18 @@ class StoreWriter:
             self.root = zarr.open_group(str(self.path), mode="r+")
         self.arrays: dict[str, zarr.Array] = {name: self.root[name] for name in schema}
         self._buffers: dict[tuple[str, int], _ChunkBuffer] = {}
+        # Handed to the background thread, guarded by _cond: chunks by (name, chain, chunk),
+        # then root attrs (the marker last of all).
+        self._cond = threading.Condition()
+        self._pending_chunks: dict[tuple[str, int, int], _ChunkWrite] = {}
+        self._pending_attrs: dict[str, Any] | None = None
+        self._busy = False
+        self._closing = False
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
 
     def write_whole(self, name: str, value: Any) -> None:
-        """Write a whole array at once (inputs, n_beta, init_loss)."""
+        """Write a whole array at once (inputs, n_beta, init_loss), synchronously."""
         self.arrays[name][...] = np.asarray(value, dtype=self.schema[name].dtype)
 
     def write_row(self, name: str, chain: int, row: int, value: Any) -> None:
@@ -77,26 +106,118 @@ class StoreWriter:
         buf = self._buffers.get(key)
         if buf is None or buf.chunk != chunk:
             if buf is not None and buf.dirty:
-                self._write_chunk(name, chain, buf)
+                # A full chunk leaves the buffer for good: hand it over without a copy.
+                self._hand_over([_ChunkWrite(name, chain, buf.chunk, buf.data[: buf.filled])])
             data = np.full((rows, *spec.shape[2:]), spec.fill_value, dtype=spec.dtype)
             buf = self._buffers[key] = _ChunkBuffer(chunk, data)
-        buf.data[row - chunk * rows] = np.asarray(value, dtype=spec.dtype)
+        offset = row - chunk * rows
+        buf.data[offset] = np.asarray(value, dtype=spec.dtype)
         buf.dirty = True
+        buf.filled = max(buf.filled, offset + 1)
 
-    def flush(self, progress: RunProgress, attrs: dict[str, Any] | None = None) -> None:
-        """Write every staged row, then the progress marker (and any extra root attrs)."""
+    def flush(
+        self, progress: RunProgress, attrs: dict[str, Any] | None = None, wait: bool = False
+    ) -> None:
+        """Write every staged row, then the progress marker (and any extra root attrs).
+
+        Returns at once (the background thread writes) unless `wait`; then it returns once
+        all of it is on disk.
+        """
+        writes = []
         for (name, chain), buf in self._buffers.items():
             if buf.dirty:
-                self._write_chunk(name, chain, buf)
-        self.root.attrs.update({**(attrs or {}), "progress": progress.to_json()})
+                # Only the rows written so far are copied; the thread pads with fill value.
+                writes.append(_ChunkWrite(name, chain, buf.chunk, buf.data[: buf.filled].copy()))
+                buf.dirty = False
+        self._hand_over(writes, {**(attrs or {}), "progress": progress.to_json()})
+        if wait:
+            self.drain()
 
     def set_attrs(self, attrs: dict[str, Any]) -> None:
+        """Write root attrs after everything handed over so far has landed (e.g. `completed`)."""
+        self.drain()
         self.root.attrs.update(attrs)
 
-    def _write_chunk(self, name: str, chain: int, buf: _ChunkBuffer) -> None:
-        rows = self.schema[name].rows_per_chunk
-        total = self.schema[name].shape[1]
-        start = buf.chunk * rows
-        stop = min(start + rows, total)
-        self.arrays[name][chain, start:stop] = buf.data[: stop - start]
-        buf.dirty = False
+    def drain(self) -> None:
+        """Block until every flush handed over is on disk; raise the writer thread's error."""
+        with self._cond:
+            while (
+                self._pending_chunks or self._pending_attrs is not None or self._busy
+            ) and self._error is None:
+                self._cond.wait()
+        self._raise_error()
+
+    def close(self) -> None:
+        """Drain, then end the background thread. The writer can still flush afterwards."""
+        try:
+            self.drain()
+        finally:
+            with self._cond:
+                self._closing = True
+                self._cond.notify_all()
+            if self._thread is not None:
+                self._thread.join()
+                self._thread = None
+            self._closing = False
+
+    # --- the background thread -------------------------------------------------------------
+
+    def _hand_over(self, writes: list[_ChunkWrite], attrs: dict[str, Any] | None = None) -> None:
+        self._raise_error()
+        with self._cond:
+            for w in writes:
+                self._pending_chunks[(w.name, w.chain, w.chunk)] = w
+            if attrs is not None:
+                self._pending_attrs = {**(self._pending_attrs or {}), **attrs}
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"StoreWriter({self.path.name})", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._pending_chunks or self._pending_attrs is not None):
+                    if self._closing:
+                        return
+                    self._cond.wait()
+                chunks, attrs = list(self._pending_chunks.values()), self._pending_attrs
+                self._pending_chunks, self._pending_attrs = {}, None
+                self._busy = True
+            try:
+                for w in chunks:
+                    self._write_chunk(w)
+                # Only after every chunk it counts: the marker.
+                if attrs is not None:
+                    self.root.attrs.update(attrs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the sampling thread
+                with self._cond:
+                    self._error = exc
+                    self._busy = False
+                    self._pending_chunks, self._pending_attrs = {}, None
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"writing the store {self.path} failed: {self._error}") from (
+                self._error
+            )
+
+    def _write_chunk(self, w: _ChunkWrite) -> None:
+        spec = self.schema[w.name]
+        rows = spec.rows_per_chunk
+        start = w.chunk * rows
+        stop = min(start + rows, spec.shape[1])
+        data = w.data
+        if len(data) < stop - start:
+            # Whole-chunk writes need no read-back: pad the copied rows with the fill value.
+            full = np.full((stop - start, *spec.shape[2:]), spec.fill_value, dtype=spec.dtype)
+            full[: len(data)] = data
+            data = full
+        self.arrays[w.name][w.chain, start:stop] = data[: stop - start]

@@ -26,7 +26,6 @@ PANEL_MIMETYPE = "application/vnd.holoviews_exec.v0+json"
 WIDGET_MIMETYPE = "application/vnd.jupyter.widget-view+json"
 
 
-
 def load_generator():
     """notebooks/make_notebooks.py, the notebooks' source (not a package module)."""
     spec = importlib.util.spec_from_file_location("make_notebooks", NOTEBOOKS / "make_notebooks.py")
