@@ -10,7 +10,7 @@ import torch
 
 from devinterp_ui.data import BatchFeed, DataSource
 from devinterp_ui.losses import LossFn, as_per_position
-from devinterp_ui.sgld import ParamSlot, SGLDHyper, sgld_step
+from devinterp_ui.sgld import SGLDHyper, add_init_noise, make_slots, sgld_step
 
 
 @dataclass
@@ -110,21 +110,9 @@ class Chain:
         for name, p in named.items():
             p.requires_grad_(name in sampled)
         self.params = [named[name] for name in sampled]
-        rmsprop = hyper.method == "rmsprop_sgld"
-        self.slots = [
-            ParamSlot(
-                w=named[name],
-                w0=anchors[name],
-                mask=None if mask is None else mask.to(device=device, dtype=named[name].dtype),
-                v=torch.zeros_like(named[name]) if rmsprop else None,
-            )
-            for name, mask in sampled.items()
-        ]
+        self.slots = make_slots(named, anchors, sampled, hyper.method)
         if init_noise:
-            with torch.no_grad():
-                for slot in self.slots:
-                    xi = self._noise_like(slot.w) * init_noise
-                    slot.w.add_(xi if slot.mask is None else xi * slot.mask)
+            add_init_noise(self.slots, self._noise_like, init_noise)
 
     def _noise_like(self, t: torch.Tensor) -> torch.Tensor:
         return torch.randn(t.shape, generator=self.gen, device=t.device, dtype=t.dtype)

@@ -61,6 +61,36 @@ class ParamSlot:
     v: torch.Tensor | None = None
 
 
+def make_slots(
+    weights: dict[str, torch.Tensor],
+    anchors: dict[str, torch.Tensor],
+    masks: dict[str, torch.Tensor | None],
+    method: str,
+) -> list[ParamSlot]:
+    """One chain's slots, in the order of `masks`: its live `weights`, the checkpoint `anchors`,
+    masks as 0/1 tensors of the weight's dtype and device, rmsprop state starting at 0."""
+    slots = []
+    for name, mask in masks.items():
+        w = weights[name]
+        slots.append(
+            ParamSlot(
+                w=w,
+                w0=anchors[name],
+                mask=None if mask is None else mask.to(device=w.device, dtype=w.dtype),
+                v=torch.zeros_like(w) if method == "rmsprop_sgld" else None,
+            )
+        )
+    return slots
+
+
+def add_init_noise(slots: list[ParamSlot], noise_like, scale: float) -> None:
+    """w <- w + scale * m * xi on every slot, xi from `noise_like(w)` (the chain's generator)."""
+    with torch.no_grad():
+        for slot in slots:
+            xi = noise_like(slot.w) * scale
+            slot.w.add_(xi if slot.mask is None else xi * slot.mask)
+
+
 def sgld_step(
     slots: list[ParamSlot],
     grads: list[torch.Tensor],

@@ -21,7 +21,7 @@ from torch.func import functional_call, grad, vmap
 from devinterp_ui.chain import Observable, StepOutcome
 from devinterp_ui.data import BatchFeed, DataSource
 from devinterp_ui.losses import LossFn, as_per_position
-from devinterp_ui.sgld import ParamSlot, SGLDHyper, sgld_step
+from devinterp_ui.sgld import SGLDHyper, add_init_noise, make_slots, sgld_step
 
 
 class _LossOf(torch.nn.Module):
@@ -70,27 +70,14 @@ class VectorizedChains:
             n: named[n].detach().unsqueeze(0).repeat(self.num_chains, *[1] * named[n].ndim).clone()
             for n in self.names
         }
-        rmsprop = hyper.method == "rmsprop_sgld"
+        anchors = {n: named[n].detach() for n in self.names}
         self.slots = [
-            [
-                ParamSlot(
-                    w=self.stacked[n][c],
-                    w0=named[n].detach(),
-                    mask=None
-                    if sampled[n] is None
-                    else sampled[n].to(device=device, dtype=named[n].dtype),
-                    v=torch.zeros_like(named[n]) if rmsprop else None,
-                )
-                for n in self.names
-            ]
+            make_slots({n: self.stacked[n][c] for n in self.names}, anchors, sampled, hyper.method)
             for c in range(self.num_chains)
         ]
         if init_noise:
-            with torch.no_grad():
-                for c in range(self.num_chains):
-                    for slot in self.slots[c]:
-                        xi = self._noise(c, slot.w) * init_noise
-                        slot.w.add_(xi if slot.mask is None else xi * slot.mask)
+            for c in range(self.num_chains):
+                add_init_noise(self.slots[c], lambda t, c=c: self._noise(c, t), init_noise)
 
         def per_row_losses(params, batch):
             # Frozen parameters and buffers stay the module's own, shared by every chain.
