@@ -151,11 +151,9 @@ def sample(
             "dataset is not token data, so the default next-token loss does not apply; pass "
             "loss_fn(model, batch) returning per-sample (B,) or per-position (B, P) losses."
         )
-    if config.batch_size > len(source):
-        raise ValueError(
-            f"batch_size={config.batch_size} is larger than the dataset ({len(source)} rows); "
-            f"pass batch_size <= {len(source)}."
-        )
+    message = batch_size_error(config.batch_size, len(source))
+    if message:
+        raise ValueError(message)
     obs = _observables(observables, config, source)
     sampled = resolve_param_masks(model, param_masks)
     device = _device(model, device)
@@ -276,6 +274,13 @@ def check_run_options(
         raise ValueError(
             f"flush_interval must be a number of seconds >= 0 (got {flush_interval!r})."
         )
+
+
+def batch_size_error(batch_size: int, rows: int) -> str | None:
+    """The message for a batch larger than the dataset (shared with the dashboard's form)."""
+    if batch_size <= rows:
+        return None
+    return f"batch_size={batch_size} is larger than the dataset ({rows} rows); pass batch_size <= {rows}."
 
 
 def _observables(observables, config: SamplerConfig, source: DataSource) -> list[Observable]:

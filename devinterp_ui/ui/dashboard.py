@@ -24,6 +24,7 @@ import zarr
 from devinterp_ui.analysis import compute_llc, default_nbeta
 from devinterp_ui.config import SETTINGS
 from devinterp_ui.live import SamplingJob, StoreReader
+from devinterp_ui.sample import batch_size_error
 from devinterp_ui.store.schema import safe_name
 from devinterp_ui.ui.form import SettingsForm, setting_of
 from devinterp_ui.ui.plots import LivePlots
@@ -230,13 +231,8 @@ class Dashboard(pn.viewable.Viewer):
     def _check_with_data(self, values: dict[str, Any]) -> dict[str, str]:
         """Data-dependent checks with the messages sample() raises (see devinterp_ui.sample)."""
         rows = getattr(self, "_dataset_rows", None)
-        errors = {}
-        if rows is not None and values["batch_size"] > rows:
-            errors["batch_size"] = (
-                f"batch_size={values['batch_size']} is larger than the dataset "
-                f"({rows} rows); pass batch_size <= {rows}."
-            )
-        return errors
+        message = batch_size_error(values["batch_size"], rows) if rows is not None else None
+        return {"batch_size": message} if message else {}
 
     def _update_hint(self, *_events) -> None:
         rows = getattr(self, "_dataset_rows", None)

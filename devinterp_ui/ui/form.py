@@ -102,7 +102,7 @@ class SettingsForm(pn.viewable.Viewer):
         if not errors:
             cross = SamplerConfig(**values).cross_field_error()
             if cross:
-                errors[_leading_setting(cross) or "form"] = cross
+                errors[setting_of(cross) or "form"] = cross
         if not errors and self._check is not None:
             errors.update(self._check(values))
         for name, pane in self.messages.items():
@@ -149,12 +149,8 @@ class SettingsForm(pn.viewable.Viewer):
         )
 
 
-def _leading_setting(message: str) -> str | None:
-    """The setting a core error message starts with ("lr must be ..." -> "lr")."""
+def setting_of(message: str) -> str | None:
+    """The setting a core error message starts with ("lr must be ..." -> "lr"), if any: where
+    the message belongs in the form."""
     match = re.match(r"[A-Za-z_]+", message)
     return match.group(0) if match and match.group(0) in SETTINGS else None
-
-
-def setting_of(message: str) -> str | None:
-    """Where a message from `sample()`'s validation belongs in the form, if anywhere."""
-    return _leading_setting(message)
