@@ -7,7 +7,8 @@
 
 Sections (each prints as it finishes; a failing section prints its error and the rest go on):
   A  sample() / bare PyTorch loop on the demo LM, 4 chains x 200 draws, 4 observables,
-     save_metrics off and on; interleaved bare, sample, sample+metrics, repeated --reps times.
+     save_metrics off and on; interleaved bare, bare-packed (the bare loop with sample()'s
+     packed update, see bench/overhead.py), sample, sample+metrics, repeated --reps times.
   B  chain_schedule lockstep vs vectorized, on the demo LM (106k params) and on a wider, deeper
      TinyLM (d_model 512, 8 layers, d_mlp 2048: ~25M params) on the same data, with the bare
      loop as reference; interleaved; wall time and peak GPU memory (in model copies).
@@ -71,20 +72,20 @@ def peak_tracker(device: str):
     return wrap, peaks
 
 
-def table(times, peaks, model_bytes, header) -> None:
+def table(times, peaks, model_bytes, header, base: str = "bare") -> None:
     emit(header)
     emit(
-        f"  {'variant':24s} {'median s':>9s} {'min..max s':>15s} {'x bare':>7s} "
+        f"  {'variant':24s} {'median s':>9s} {'min..max s':>15s} {'x ' + base:>13s} "
         f"{'min..max':>13s} {'peak GPU, model copies':>24s}"
     )
-    for name, (med, lo, hi, r, rlo, rhi) in ratios(times).items():
+    for name, (med, lo, hi, r, rlo, rhi) in ratios(times, base).items():
         peak = (
             f"{max(peaks[name]) / 2**20:8.1f} MiB = {max(peaks[name]) / model_bytes:5.1f}"
             if name in peaks
             else "-"
         )
         emit(
-            f"  {name:24s} {med:9.3f} {lo:7.3f}..{hi:<7.3f} {r:7.3f} {rlo:6.3f}..{rhi:<6.3f} "
+            f"  {name:24s} {med:9.3f} {lo:7.3f}..{hi:<7.3f} {r:13.3f} {rlo:6.3f}..{rhi:<6.3f} "
             f"{peak:>24s}"
         )
 
@@ -99,6 +100,10 @@ def section_a(args) -> None:
     wrap, peaks = peak_tracker(args.device)
     runs = {
         "bare": wrap("bare", lambda: bare_loop(model, data, obs, device=args.device, **settings)),
+        "bare-packed": wrap(
+            "bare-packed",
+            lambda: bare_loop(model, data, obs, device=args.device, packed=True, **settings),
+        ),
         "sample": wrap(
             "sample",
             lambda: run_sample(model, data, obs, settings, save_metrics=False, device=args.device),
@@ -116,14 +121,14 @@ def section_a(args) -> None:
         log=lambda s: print("   ", s, flush=True),
         deadline=args.t0 + 0.45 * args.budget_s,
     )
-    table(
-        times,
-        peaks,
-        model_bytes(model),
+    header = (
         f"A. sample() vs bare loop: demo LM ({sum(p.numel() for p in model.parameters()):,} "
         f"params), {chains} chains x {draws} draws, {len(obs)} observables x 96 rows, "
-        f"batch 32 x 32 tokens, {args.device}, {args.reps} reps interleaved",
+        f"batch 32 x 32 tokens, {args.device}, {args.reps} reps interleaved"
     )
+    table(times, peaks, model_bytes(model), header)
+    emit("   the same against the bare loop with a packed update (what sample() records, alone):")
+    table(times, peaks, model_bytes(model), "", base="bare-packed")
 
 
 def big_lm(smoke: bool):

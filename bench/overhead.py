@@ -57,9 +57,16 @@ def bare_loop(
     num_init_loss_batches=32,
     init_seed=100,
     device="cpu",
+    packed=False,
     **_ignored,
 ):
-    """The compute sample() cannot avoid, for sgmcmc_sgld, no burn-in, one step per draw."""
+    """The compute sample() cannot avoid, for sgmcmc_sgld, no burn-in, one step per draw.
+
+    packed=False updates parameter by parameter, as a hand-written loop (or devinterp's
+    optimizer) does; packed=True first moves each chain's parameters into one flat vector and
+    updates that, as sample() does (devinterp_ui/segments.py), so the ratio against it
+    isolates what sample() records.
+    """
     data = data.to(device)
     obs_rows = {
         name: d[: batch_size * batches_per_draw].to(device) for name, d in observables.items()
@@ -73,6 +80,8 @@ def bare_loop(
             next_token_loss(base, data[order[i * batch_size : (i + 1) * batch_size]]).sum(0)
     chains = [copy.deepcopy(base) for _ in range(num_chains)]
     params = [list(m.parameters()) for m in chains]
+    flats = [_pack(ps) for ps in params] if packed else None
+    anchor_flat = torch.cat([a.reshape(-1) for a in anchor])
     gens = [torch.Generator(device=device).manual_seed(init_seed + c) for c in range(num_chains)]
     sqrt_lr = math.sqrt(lr)
     for step in range(num_draws):
@@ -82,14 +91,28 @@ def bare_loop(
             loss = next_token_loss(m, batch).mean()
             grads = torch.autograd.grad(loss, params[c])
             with torch.no_grad():
-                for p, g, p0 in zip(params[c], grads, anchor, strict=True):
-                    drift = g * n_beta + (p - p0) * localization
-                    p.sub_(drift * (lr / 2))
-                    p.add_(torch.randn(p.shape, generator=gens[c], device=device) * sqrt_lr)
+                if packed:
+                    w, g = flats[c], torch.cat([g.reshape(-1) for g in grads])
+                    drift = g * n_beta + (w - anchor_flat) * localization
+                    w.sub_(drift * (lr / 2))
+                    w.add_(torch.randn(w.shape, generator=gens[c], device=device) * sqrt_lr)
+                else:
+                    for p, g, p0 in zip(params[c], grads, anchor, strict=True):
+                        drift = g * n_beta + (p - p0) * localization
+                        p.sub_(drift * (lr / 2))
+                        p.add_(torch.randn(p.shape, generator=gens[c], device=device) * sqrt_lr)
                 for rows in obs_rows.values():
                     for i in range(0, len(rows), batch_size):
                         next_token_loss(m, rows[i : i + batch_size])
     _sync(device)
+
+
+def _pack(params: list[torch.Tensor]) -> torch.Tensor:
+    """One flat tensor holding `params`, which become views of it."""
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    for p, view in zip(params, flat.split([p.numel() for p in params]), strict=True):
+        p.data = view.view(p.shape)
+    return flat
 
 
 def demo_setup(chains: int, draws: int, init_batches: int = 32):
@@ -142,13 +165,21 @@ def count_rows(fn, model) -> int:
 
 
 def interleaved(
-    runs: dict, reps: int, log=print, deadline: float | None = None
+    runs: dict,
+    reps: int,
+    log=print,
+    deadline: float | None = None,
+    cpu: dict[str, list[float]] | None = None,
 ) -> dict[str, list[float]]:
     """Time every fn of `runs` once per rep, in turn; returns name -> seconds per rep.
 
     deadline: a time.perf_counter() value after which no further rep starts (one always runs).
+    cpu: filled with name -> CPU seconds of the whole process (all threads) per rep, which
+    other jobs on a shared machine disturb less than the wall clock.
     """
     times: dict[str, list[float]] = {k: [] for k in runs}
+    if cpu is not None:
+        cpu.update({k: [] for k in runs})
     for rep in range(reps):
         if rep and deadline is not None and time.perf_counter() > deadline:
             log(f"deadline reached: {rep} of {reps} reps")
@@ -156,9 +187,11 @@ def interleaved(
         names = list(runs)
         names = names[rep % len(names) :] + names[: rep % len(names)]  # no fixed position
         for name in names:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             runs[name]()
             times[name].append(time.perf_counter() - t0)
+            if cpu is not None:
+                cpu[name].append(time.process_time() - c0)
         log(f"rep {rep}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
     return times
 
@@ -289,6 +322,9 @@ def main() -> None:
     model, data, observables, settings = demo_setup(args.chains, args.draws)
     runs = {
         "bare": lambda: bare_loop(model, data, observables, device=args.device, **settings),
+        "bare-packed": lambda: bare_loop(
+            model, data, observables, device=args.device, packed=True, **settings
+        ),
         "sample": lambda: run_sample(
             model,
             data,
@@ -308,16 +344,20 @@ def main() -> None:
             flush_interval=args.flush_interval,
         ),
     }
-    times = interleaved(runs, args.reps, log=lambda s: print(s, flush=True))
+    cpu: dict[str, list[float]] = {}
+    times = interleaved(runs, args.reps, log=lambda s: print(s, flush=True), cpu=cpu)
     print(
         f"\ndemo LM, {args.chains} chains x {args.draws} draws, {len(observables)} observables, "
         f"device {args.device}, {args.threads} thread(s), {args.reps} reps interleaved"
     )
-    for name, (med, lo, hi, r, rlo, rhi) in ratios(times).items():
-        print(
-            f"  {name:16s} {med:7.2f} s ({lo:.2f}..{hi:.2f})   sample/bare {r:5.3f} "
-            f"({rlo:.3f}..{rhi:.3f})"
-        )
+    for label, measured in (("wall clock", times), ("CPU time, all threads", cpu)):
+        print(f"{label}: median (min..max); x bare, x bare-packed: median (min..max) per rep")
+        against = {base: ratios(measured, base) for base in ("bare", "bare-packed")}
+        for name, (med, lo, hi, *_) in against["bare"].items():
+            cells = "   ".join(
+                f"{r[name][3]:5.3f} ({r[name][4]:.3f}..{r[name][5]:.3f})" for r in against.values()
+            )
+            print(f"  {name:16s} {med:7.2f} s ({lo:.2f}..{hi:.2f})   {cells}")
 
 
 if __name__ == "__main__":

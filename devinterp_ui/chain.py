@@ -9,8 +9,10 @@ import numpy as np
 import torch
 
 from devinterp_ui.data import BatchFeed, DataSource
+from devinterp_ui.host_copy import HostCopy
 from devinterp_ui.losses import LossFn, as_per_position
-from devinterp_ui.sgld import SGLDHyper, add_init_noise, make_slots, sgld_step
+from devinterp_ui.segments import SegmentLayout
+from devinterp_ui.sgld import SGLDHyper, StepMetrics, add_init_noise, make_slots, sgld_step
 
 
 @dataclass
@@ -46,12 +48,61 @@ class Observable:
 
 @dataclass
 class StepOutcome:
-    """What one step produced. losses: (batch_sampling, P) on CPU; rows: the row indices used."""
+    """What one step produced, on the host. losses: (batch_sampling, P); rows: the row
+    indices used; finite: every loss is finite (else the chain fails at this step)."""
 
     losses: torch.Tensor
     rows: np.ndarray
     finite: bool
     metrics: dict[str, float] | None
+
+
+class PendingStep:
+    """A step whose losses (and metrics) are still on their way from the device.
+
+    copy: holds the losses first, (B, P) or, with `chain`, (C, B, P) for every chain of a
+    vectorized step; `gram_at`: where this step's metric sums are in it.
+    """
+
+    def __init__(
+        self,
+        copy: HostCopy,
+        rows: np.ndarray,
+        metrics: StepMetrics | None = None,
+        gram_at: int | None = None,
+        chain: int | None = None,
+    ):
+        self.copy, self.rows, self.metrics, self.gram_at, self.chain = (
+            copy,
+            rows,
+            metrics,
+            gram_at,
+            chain,
+        )
+
+    def resolve(self) -> StepOutcome:
+        host = self.copy.wait()
+        losses = host[0] if self.chain is None else host[0][self.chain]
+        metrics = None if self.metrics is None else self.metrics.values(host[self.gram_at])
+        return StepOutcome(losses, self.rows, bool(torch.isfinite(losses).all()), metrics)
+
+
+class PendingObservation:
+    """Every observable's losses at one draw, on their way from the device: (sum of rows, P),
+    or (C, sum of rows, P) for a vectorized step."""
+
+    def __init__(self, copy: HostCopy | None, observables: list[Observable]):
+        self.copy, self.observables = copy, observables
+
+    def resolve(self, chain: int | None = None) -> dict[str, torch.Tensor]:
+        """{key: (R, P) losses} of every observable (of `chain` for a vectorized step)."""
+        if self.copy is None:
+            return {}
+        (losses,) = self.copy.wait()
+        if chain is not None:
+            losses = losses[chain]
+        parts = losses.split([len(obs.rows) for obs in self.observables])
+        return {obs.key: part for obs, part in zip(self.observables, parts, strict=True)}
 
 
 def evaluate_rows(
@@ -74,19 +125,32 @@ def evaluate_rows(
     return torch.cat(out).cpu()
 
 
-class Chain:
-    """Chain `index`: `model` is its private copy, already at the checkpoint.
+@dataclass(frozen=True)
+class SharedSegments:
+    """What every chain of a run shares: how the sampled parameters are packed (the layout's
+    `sampled` comes from `resolve_param_masks`), the checkpoint's segments and their masks."""
 
-    sampled: {name: mask or None} from `resolve_param_masks`. anchors: {name: checkpoint tensor}
-    on the chain's device (shared read-only between chains).
-    """
+    layout: SegmentLayout
+    anchors: list[torch.Tensor]
+    masks: list[torch.Tensor | None]
+
+    @classmethod
+    def of(cls, checkpoint: torch.nn.Module, sampled: dict[str, torch.Tensor | None]):
+        """Packs `checkpoint` (values unchanged): its segments are the anchors."""
+        layout = SegmentLayout(checkpoint, sampled)
+        anchors = layout.pack(checkpoint)
+        return cls(layout, anchors, layout.masks(anchors))
+
+
+class Chain:
+    """Chain `index`: `model` is its private copy, already at the checkpoint; its sampled
+    parameters are packed into segments (see `devinterp_ui.segments`)."""
 
     def __init__(
         self,
         index: int,
         model: torch.nn.Module,
-        sampled: dict[str, torch.Tensor | None],
-        anchors: dict[str, torch.Tensor],
+        shared: SharedSegments,
         feed: BatchFeed,
         source: DataSource,
         loss_fn: LossFn,
@@ -106,21 +170,26 @@ class Chain:
         self.device = device
         self.gen = torch.Generator(device=device).manual_seed(int(noise_seed))
 
+        self.layout = shared.layout
+        sampled = shared.layout.sampled
         named = dict(model.named_parameters())
         for name, p in named.items():
             p.requires_grad_(name in sampled)
         self.params = [named[name] for name in sampled]
-        self.slots = make_slots(named, anchors, sampled, hyper.method)
+        segments = shared.layout.pack(model)
+        self.slots = make_slots(segments, shared.anchors, shared.masks, hyper.method)
         if init_noise:
             add_init_noise(self.slots, self._noise_like, init_noise)
 
     def _noise_like(self, t: torch.Tensor) -> torch.Tensor:
         return torch.randn(t.shape, generator=self.gen, device=t.device, dtype=t.dtype)
 
-    def step(self, with_metrics: bool) -> StepOutcome:
+    def step(self, with_metrics: bool) -> PendingStep:
         """Loss and gradient on the next `grad_accum` mini-batches, then one SGLD update.
 
-        The update is skipped when any loss is non-finite (the caller marks the chain failed).
+        Nothing here waits for the device. A non-finite loss is found when the step is
+        resolved, after its update was applied: the caller then fails the chain at this step
+        and discards what the chain computed afterwards.
         """
         grads = None
         losses, rows = [], []
@@ -145,16 +214,18 @@ class Chain:
             # Equal-size micro-batches: the mean of their means is the mean over the big batch.
             for acc in grads:
                 acc.div_(self.grad_accum)
-        loss_rows = torch.cat(losses).float().cpu()
-        finite = bool(torch.isfinite(loss_rows).all())
-        metrics = None
-        if finite:
-            noises = [self._noise_like(slot.w) for slot in self.slots]
-            metrics = sgld_step(self.slots, grads, noises, self.hyper, with_metrics)
-        return StepOutcome(loss_rows, np.concatenate(rows), finite, metrics)
+        metrics = sgld_step(
+            self.slots,
+            self.layout.flat_grads(grads),
+            (self._noise_like(slot.w) for slot in self.slots),
+            self.hyper,
+            with_metrics,
+        )
+        copies = [torch.cat(losses).float()] + ([metrics.gram] if metrics is not None else [])
+        return PendingStep(HostCopy(copies), np.concatenate(rows), metrics, gram_at=1)
 
-    def observe(self, observables: list[Observable], batch_size: int) -> dict[str, torch.Tensor]:
-        """{key: (R, P) losses} of every observable at the chain's current weights."""
+    def observe(self, observables: list[Observable], batch_size: int) -> PendingObservation:
+        """Every observable's losses at the chain's current weights."""
         parts = []
         with torch.no_grad():
             for obs in observables:
@@ -163,8 +234,5 @@ class Chain:
                     as_per_position(self.loss_fn(self.model, batch), rows, where).float()
                     for rows, batch in obs.batches(batch_size, self.device)
                 ]
-        if not parts:
-            return {}
-        # One device-to-host copy for every observable (they share P): on a GPU each is a sync.
-        losses = torch.cat(parts).cpu().split([len(obs.rows) for obs in observables])
-        return {obs.key: rows for obs, rows in zip(observables, losses, strict=True)}
+        # One copy for every observable (they share P): on a GPU each copy would be a sync.
+        return PendingObservation(HostCopy([torch.cat(parts)]) if parts else None, observables)

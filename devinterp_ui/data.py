@@ -20,6 +20,19 @@ import numpy as np
 import torch
 
 
+def to_device(t: torch.Tensor, device: torch.device | str | None) -> torch.Tensor:
+    """A freshly collated host tensor on `device`.
+
+    To a CUDA device the copy goes from page-locked memory without blocking: it is queued behind
+    the kernels already launched, where a copy from ordinary memory waits for all of them to
+    finish first (a full sync on every batch). PyTorch keeps the page-locked block alive until
+    the copy is done.
+    """
+    if device is not None and torch.device(device).type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 class DataSource:
     """Index-addressable rows with a collate rule. `kind` is "token" or "rows"."""
 
@@ -58,7 +71,7 @@ class TokenTensorSource(DataSource):
         return self.ids[torch.as_tensor(indices, dtype=torch.long)]
 
     def batch(self, indices, device):
-        return self.token_ids(indices).to(device)
+        return to_device(self.token_ids(indices), device)
 
     def fingerprint(self) -> str:
         return _hash_tensors([self.ids])
@@ -80,7 +93,7 @@ class TokenRowSource(DataSource):
         return torch.stack([_as_long(self.rows[int(i)]["input_ids"]) for i in indices])
 
     def batch(self, indices, device):
-        return self.token_ids(indices).to(device)
+        return to_device(self.token_ids(indices), device)
 
     def fingerprint(self) -> str:
         return _hash_tensors([self.token_ids(_probe_indices(len(self)))], len(self))
@@ -99,7 +112,7 @@ class TensorTupleSource(DataSource):
 
     def batch(self, indices, device):
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return tuple(t[idx].to(device) for t in self.tensors)
+        return tuple(to_device(t[idx], device) for t in self.tensors)
 
     def fingerprint(self) -> str:
         return _hash_tensors(self.tensors)
@@ -120,13 +133,16 @@ class RowSource(DataSource):
         rows = [self.rows[int(i)] for i in indices]
         first = rows[0]
         if isinstance(first, Mapping):
-            return {k: torch.stack([torch.as_tensor(r[k]) for r in rows]).to(device) for k in first}
+            return {
+                k: to_device(torch.stack([torch.as_tensor(r[k]) for r in rows]), device)
+                for k in first
+            }
         if isinstance(first, (tuple, list)):
             return tuple(
-                torch.stack([torch.as_tensor(r[j]) for r in rows]).to(device)
+                to_device(torch.stack([torch.as_tensor(r[j]) for r in rows]), device)
                 for j in range(len(first))
             )
-        return torch.stack([torch.as_tensor(r) for r in rows]).to(device)
+        return to_device(torch.stack([torch.as_tensor(r) for r in rows]), device)
 
     def fingerprint(self) -> str:
         probe = self.batch(_probe_indices(len(self)), "cpu")

@@ -7,17 +7,26 @@ exception or KeyboardInterrupt marks the run failed/stopped after flushing what 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
-from devinterp_ui.chain import Chain, Observable, StepOutcome
+from devinterp_ui.chain import (
+    Chain,
+    Observable,
+    PendingObservation,
+    PendingStep,
+    SharedSegments,
+    StepOutcome,
+)
 from devinterp_ui.config import SamplerConfig
 from devinterp_ui.data import BatchFeed, DataSource
 from devinterp_ui.losses import LossFn
@@ -98,12 +107,14 @@ class Runner:
         self.plan = plan
         self.cfg = plan.config
         self.hyper = hyper_of(plan.config)
-        self.anchors = {
-            name: p.detach() for name, p in plan.model.named_parameters() if name in plan.sampled
-        }
         self.t0 = time.time()
         self.last_flush = 0.0
         self.active = [True] * self.cfg.num_chains  # False once a chain completed or failed
+        # Steps launched but not yet read back: (chain, step, step's numbers, observables, or
+        # None). A step is read back only after the next one (the next round, vectorized) has
+        # been launched, so the device never waits for the host (see host_copy.py).
+        self._pending: deque[tuple[int, int, PendingStep, Callable | None]] = deque()
+        self._lag = self.cfg.num_chains if plan.chain_schedule == "vectorized" else 1
         self.bar = tqdm(
             total=self.cfg.num_chains * self.cfg.total_steps,
             disable=not plan.progress_bar,
@@ -123,7 +134,10 @@ class Runner:
                 "vectorized": self._vectorized,
             }
             schedules[self.plan.chain_schedule]()
+            self._resolve(keep=0)
         except BaseException as exc:
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                self._resolve(keep=0)  # the steps that did finish still count
             status = STOPPED if isinstance(exc, KeyboardInterrupt) else FAILED
             progress.status = status
             progress.error = "".join(traceback.format_exception(exc))
@@ -144,8 +158,10 @@ class Runner:
         return progress
 
     def _lockstep(self) -> None:
+        shared = SharedSegments.of(self.plan.model, self.plan.sampled)
         chains = [
-            self._chain(c, copy.deepcopy(self.plan.model)) for c in range(self.cfg.num_chains)
+            self._chain(c, copy.deepcopy(self.plan.model), shared)
+            for c in range(self.cfg.num_chains)
         ]
         for step in range(self.cfg.total_steps):
             if self._stop_requested():
@@ -173,22 +189,25 @@ class Runner:
         for step in range(cfg.total_steps):
             if self._stop_requested():
                 return self._stop()
-            outcomes = chains.step(cfg.save_metrics, self.active)
+            pending = chains.step(cfg.save_metrics, self.active)
             # Every chain's observables in one batched pass, after every chain's update.
             observed = (
-                chains.observe(self.plan.observables, cfg.batch_size) if cfg.is_draw(step) else []
+                chains.observe(self.plan.observables, cfg.batch_size) if cfg.is_draw(step) else None
             )
-            for c, out in enumerate(outcomes):
+            for c, out in enumerate(pending):
                 if self.active[c]:
-                    self._record(c, step, out, lambda c=c, observed=observed: observed[c])
+                    self._launched(
+                        c, step, out, observed and (lambda c=c, o=observed: o.resolve(c))
+                    )
             self._maybe_flush()
 
     def _sequential(self) -> None:
+        shared = SharedSegments.of(self.plan.model, self.plan.sampled)
         work = copy.deepcopy(self.plan.model)
         checkpoint = self.plan.model.state_dict()
         for c in range(self.cfg.num_chains):
             work.load_state_dict(checkpoint)
-            chain = self._chain(c, work)
+            chain = self._chain(c, work, shared)
             for step in range(self.cfg.total_steps):
                 if self._stop_requested():
                     return self._stop()
@@ -196,14 +215,14 @@ class Runner:
                     break
                 self._step(chain, step)
                 self._maybe_flush()
+            self._resolve(keep=0)
             self._flush()
 
-    def _chain(self, c: int, model: torch.nn.Module) -> Chain:
+    def _chain(self, c: int, model: torch.nn.Module, shared: SharedSegments) -> Chain:
         return Chain(
             index=c,
             model=model,
-            sampled=self.plan.sampled,
-            anchors=self.anchors,
+            shared=shared,
             feed=self.plan.feed(c),
             source=self.plan.source,
             loss_fn=self.plan.loss_fn,
@@ -218,12 +237,23 @@ class Runner:
 
     def _step(self, chain: Chain, step: int) -> None:
         out = chain.step(with_metrics=self.cfg.save_metrics)
-        self._record(
-            chain.index,
-            step,
-            out,
-            lambda: chain.observe(self.plan.observables, self.cfg.batch_size),
+        observed: PendingObservation | None = (
+            chain.observe(self.plan.observables, self.cfg.batch_size)
+            if self.cfg.is_draw(step)
+            else None
         )
+        self._launched(chain.index, step, out, observed and observed.resolve)
+
+    def _launched(self, c: int, step: int, out: PendingStep, observe: Callable | None) -> None:
+        self._pending.append((c, step, out, observe))
+        self._resolve(keep=self._lag)
+
+    def _resolve(self, keep: int) -> None:
+        """Read back and record launched steps, oldest first, until `keep` are left."""
+        while len(self._pending) > keep:
+            c, step, out, observe = self._pending.popleft()
+            if self.active[c]:  # else launched after its chain failed: discarded
+                self._record(c, step, out.resolve(), observe or dict)
 
     def _record(
         self, c: int, step: int, out: StepOutcome, observe: Callable[[], dict[str, torch.Tensor]]
@@ -238,7 +268,7 @@ class Runner:
             )
         else:
             writer.write_row("sampling_indices_micro", c, step, out.rows)
-        if out.metrics is not None:
+        if out.metrics is not None and out.finite:  # a failed step's update does not count
             for name, value in out.metrics.items():
                 writer.write_row(f"metrics_{name}", c, step, value)
         draw = None
@@ -266,7 +296,7 @@ class Runner:
                     step,
                     draw,
                     float(out.losses.mean()),
-                    out.metrics,
+                    out.metrics if out.finite else None,
                     state.status,
                     time.time() - self.t0,
                 )
@@ -285,6 +315,7 @@ class Runner:
         return self.plan.stop_event is not None and self.plan.stop_event.is_set()
 
     def _stop(self) -> None:
+        self._resolve(keep=0)
         progress = self.plan.progress
         progress.status = STOPPED
         for chain in progress.chains:

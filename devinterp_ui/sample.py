@@ -91,9 +91,13 @@ def sample(
             model copy: for models too large to hold several; same arrays bit for bit), or
             "vectorized" (all chains in one torch.func.vmap call over stacked parameters: faster
             for small models on a GPU; same samples up to float rounding).
-        progress_callback: called after every chain step with a `StepSummary`.
-        stop_event: a `threading.Event`; once set, every chain ends at the next step boundary,
-            written rows stay intact, status becomes "stopped" and `completed` stays unset.
+        progress_callback: called after every chain step with a `StepSummary`. A step is read
+            back from the device once the next chain step has been launched (so the device
+            never waits for the host), and reported then.
+        stop_event: a `threading.Event`; once set, every chain ends at the next step boundary
+            (the steps already launched finish first: up to one more round when set from
+            `progress_callback`), written rows stay intact, status becomes "stopped" and
+            `completed` stays unset.
         progress_bar: a tqdm bar over all chain steps.
         flush_interval: seconds between writes to the store (rows and progress marker). Each
             flush rewrites every chunk touched since the last one, so a smaller interval buys

@@ -16,6 +16,7 @@ Nothing here knows about models, data or storage: tests drive it with hand-made 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -49,7 +50,8 @@ class SGLDHyper:
 
 @dataclass
 class ParamSlot:
-    """One sampled parameter of one chain: its weights (updated in place) and fixed companions.
+    """A tensor of sampled weights of one chain (a segment of several parameters, see
+    `devinterp_ui.segments`, or a single one): the weights, updated in place, and fixed companions.
 
     w: the chain's live tensor. w0: the checkpoint value. mask: float 0/1 tensor or None (all
     entries sampled). v: rmsprop's running mean of g^2 (None for plain SGLD).
@@ -62,25 +64,22 @@ class ParamSlot:
 
 
 def make_slots(
-    weights: dict[str, torch.Tensor],
-    anchors: dict[str, torch.Tensor],
-    masks: dict[str, torch.Tensor | None],
+    weights: list[torch.Tensor],
+    anchors: list[torch.Tensor],
+    masks: list[torch.Tensor | None],
     method: str,
 ) -> list[ParamSlot]:
-    """One chain's slots, in the order of `masks`: its live `weights`, the checkpoint `anchors`,
-    masks as 0/1 tensors of the weight's dtype and device, rmsprop state starting at 0."""
-    slots = []
-    for name, mask in masks.items():
-        w = weights[name]
-        slots.append(
-            ParamSlot(
-                w=w,
-                w0=anchors[name],
-                mask=None if mask is None else mask.to(device=w.device, dtype=w.dtype),
-                v=torch.zeros_like(w) if method == "rmsprop_sgld" else None,
-            )
+    """One chain's slots: its live `weights[i]`, the checkpoint `anchors[i]`, 0/1 masks of the
+    weights' dtype and device (or None), rmsprop state starting at 0."""
+    return [
+        ParamSlot(
+            w=w,
+            w0=w0,
+            mask=None if mask is None else mask.to(device=w.device, dtype=w.dtype),
+            v=torch.zeros_like(w) if method == "rmsprop_sgld" else None,
         )
-    return slots
+        for w, w0, mask in zip(weights, anchors, masks, strict=True)
+    ]
 
 
 def add_init_noise(slots: list[ParamSlot], noise_like, scale: float) -> None:
@@ -93,26 +92,23 @@ def add_init_noise(slots: list[ParamSlot], noise_like, scale: float) -> None:
 
 def sgld_step(
     slots: list[ParamSlot],
-    grads: list[torch.Tensor],
-    noises: list[torch.Tensor],
+    grads: Iterable[torch.Tensor],
+    noises: Iterable[torch.Tensor],
     hp: SGLDHyper,
     with_metrics: bool = False,
-) -> dict[str, float] | None:
+) -> StepMetrics | None:
     """Apply one update to every slot in place; return the step's metrics when asked.
 
-    grads[i], noises[i]: same shape as slots[i].w. Metrics are L2 norms (and dot products) of
-    the update's components summed over all slots, masked entries counting as 0.
+    grads, noises: one per slot, same shape as its w (iterables, so the caller can make each
+    one just before it is used). Metrics are L2 norms (and dot products) of the update's
+    components summed over all slots, masked entries counting as 0; they stay on the device
+    until `StepMetrics.values()` (see there).
     """
-    acc = None
-    if with_metrics:
-        # Buckets pay where a kernel launch costs more than its arithmetic (GPUs); on a CPU
-        # reducing each parameter at once is cheaper (no concatenation, warm caches).
-        on_cpu = not slots or slots[0].w.device.type == "cpu"
-        acc = _MetricSums(0 if on_cpu else _MetricSums.BUCKET_NUMEL)
+    acc = StepMetrics() if with_metrics else None
     with torch.no_grad():
         for slot, g, xi in zip(slots, grads, noises, strict=True):
             _update_one(slot, g, xi, hp, acc)
-    return acc.result() if acc is not None else None
+    return acc
 
 
 def _update_one(slot: ParamSlot, g: torch.Tensor, xi: torch.Tensor, hp: SGLDHyper, acc) -> None:
@@ -124,18 +120,16 @@ def _update_one(slot: ParamSlot, g: torch.Tensor, xi: torch.Tensor, hp: SGLDHype
         precond = None
 
     half_lr = hp.lr / 2
-    grad_term = g * hp.n_beta
-    dist = w - w0
-    prior_term = dist * hp.localization if hp.localization else None
+    # dist and the weight-decay term are taken before w moves; the metrics need them too.
+    dist = w - w0 if (hp.localization or acc is not None) else None
     wd_term = w * hp.llc_weight_decay if hp.llc_weight_decay else None
 
-    drift = grad_term.clone()
-    if prior_term is not None:
-        drift += prior_term
+    drift = g * hp.n_beta
+    if hp.localization:
+        drift.add_(dist, alpha=hp.localization)
     if wd_term is not None:
         drift += wd_term
-    drift_scale = half_lr if precond is None else precond * half_lr
-    step = drift * drift_scale
+    step = drift.mul_(half_lr if precond is None else precond * half_lr)
 
     noise_scale = math.sqrt(hp.lr) * hp.noise_level
     noise = xi * (noise_scale if precond is None else precond.sqrt() * noise_scale)
@@ -150,92 +144,84 @@ def _update_one(slot: ParamSlot, g: torch.Tensor, xi: torch.Tensor, hp: SGLDHype
         torch.clamp_(w, min=w0 - b, max=w0 + b)
 
     if acc is not None:
-        acc.add(grad_term, prior_term, wd_term, g, dist, noise, drift_scale, half_lr, hp, m)
+        acc.add(g, dist, wd_term, noise, precond, hp, m)
 
 
-class _MetricSums:
-    """Accumulates squared norms and dot products across parameters, on the parameters' device.
+class StepMetrics:
+    """The step's metrics from one Gram matrix per slot.
 
-    Each parameter's update components are kept (flattened) until about `BUCKET_NUMEL` entries
-    have gathered, then reduced together: a handful of kernels per bucket instead of some
-    twenty-five per parameter, which matters where each kernel launch costs more than its
-    arithmetic (small models, GPUs). Products and sums are in float64 as before. Sums stay
-    tensors until `result()`, so a step costs one device-to-host copy.
+    Every component of the update is a scalar times one of a few vectors (masked): the gradient
+    g, the distance w - w0, the weight-decay term lambda w and the noise, each also multiplied by
+    the preconditioner G where there is one. `add` stacks those vectors and takes all their
+    inner products in one float64 matrix product; `result` sums the slots' matrices and scales
+    the entries into norms and dot products. Against one float64 copy and one reduction per
+    component and pair (nine dot products), this converts 3-6 vectors instead of six scaled
+    copies, and on a GPU is a handful of kernels. The sums stay on the slots' device:
+    `values()` copies them (a sync on a GPU), or the caller copies `gram` to the host without
+    waiting (see devinterp_ui.host_copy) and passes the copy to `values()`.
     """
 
-    # A bucket holds at most this many entries plus one parameter, as 6 float32 + 7 float64
-    # copies (~5 MB per 2^16 entries), and a step reduces at most once per parameter.
-    BUCKET_NUMEL = 1 << 18
+    def __init__(self) -> None:
+        self.gram: torch.Tensor | None = None
+        self.index: dict[str, int] = {}
+        self.hp: SGLDHyper | None = None
 
-    def __init__(self, bucket_numel: int = BUCKET_NUMEL) -> None:
-        self.bucket_numel = bucket_numel
-        self.parts: list[torch.Tensor] = []
-        self._bucket: dict[str, list[torch.Tensor]] = {k: [] for k in _COMPONENTS}
-        self._numel = 0
+    def add(self, g, dist, wd_term, noise, precond, hp, m) -> None:
+        """g, dist = w - w0, wd_term = lambda w (or None): before the update; noise: the masked
+        noise term as applied; precond: G (None for plain SGLD); m: 0/1 mask or None."""
 
-    def add(self, grad_term, prior_term, wd_term, g, dist, noise, drift_scale, half_lr, hp, m):
         def masked(t):
             return t if m is None else t * m
 
-        b = self._bucket
-        b["scaled"].append(masked(grad_term * drift_scale).reshape(-1))
-        b["unscaled"].append(masked(g * (half_lr * hp.n_beta)).reshape(-1))
-        if prior_term is not None:
-            b["loc"].append(masked(prior_term * drift_scale).reshape(-1))
+        g, dist = masked(g), masked(dist)
+        vectors = {"grad": g, "dist": dist, "noise": noise}
+        # Scaled components: preconditioned where there is a preconditioner, else the same
+        # vectors (so plain SGLD stacks three or four vectors, not six).
+        vectors["scaled_grad"] = g if precond is None else precond * g
+        if hp.localization:
+            vectors["scaled_dist"] = dist if precond is None else precond * dist
         if wd_term is not None:
-            b["wd"].append(masked(wd_term * drift_scale).reshape(-1))
-        b["noise"].append(noise.reshape(-1))
-        b["dist"].append(masked(dist).reshape(-1))
-        self._numel += noise.numel()
-        if self._numel >= self.bucket_numel:
-            self._reduce()
+            wd = masked(wd_term)
+            vectors["scaled_wd"] = wd if precond is None else precond * wd
+        unique: list[torch.Tensor] = []
+        index = {}
+        for key, v in vectors.items():
+            pos = next((i for i, u in enumerate(unique) if u is v), None)
+            if pos is None:
+                pos = len(unique)
+                unique.append(v)
+            index[key] = pos
+        x = torch.stack([v.reshape(-1) for v in unique]).double()
+        gram = x @ x.T
+        self.gram = gram if self.gram is None else self.gram + gram
+        self.index, self.hp = index, hp
 
-    def _reduce(self) -> None:
-        b = self._bucket
-        if not b["noise"]:
-            return
+    def values(self, gram: torch.Tensor | None = None) -> dict[str, float]:
+        """{metric name: value} from `gram` (a host copy of `self.gram`; default: self.gram)."""
+        hp, i = self.hp, self.index
+        gram = (self.gram if gram is None else gram).tolist()
 
-        def flat(key):
-            # loc / wd are present for every parameter or for none (localization and
-            # llc_weight_decay are global), so the lists line up entry for entry.
-            parts = b[key]
-            if not parts:
-                return None
-            return (parts[0] if len(parts) == 1 else torch.cat(parts)).double()
+        def dot(a: str, b: str) -> float:
+            return gram[i[a]][i[b]] if a in i and b in i else 0.0
 
-        scaled, unscaled, noise, dist = (
-            flat("scaled"),
-            flat("unscaled"),
-            flat("noise"),
-            flat("dist"),
-        )
-        loc, wd = flat("loc"), flat("wd")
-        zero = torch.zeros((), dtype=torch.float64, device=noise.device)
-        prior = loc if wd is None else (wd if loc is None else loc + wd)
-        self.parts.append(
-            torch.stack(
-                [
-                    torch.dot(scaled, scaled),
-                    torch.dot(unscaled, unscaled),
-                    zero if loc is None else torch.dot(loc, loc),
-                    zero if wd is None else torch.dot(wd, wd),
-                    torch.dot(noise, noise),
-                    torch.dot(dist, dist),
-                    zero if prior is None else torch.dot(scaled, prior),
-                    torch.dot(scaled, noise),
-                    zero if prior is None else torch.dot(prior, noise),
-                ]
-            )
-        )
-        self._bucket = {k: [] for k in _COMPONENTS}
-        self._numel = 0
+        half = hp.lr / 2
+        c_grad = half * hp.n_beta
+        c_loc = half * hp.localization
+        c_wd = half  # the wd vector already carries lambda
 
-    def result(self) -> dict[str, float]:
-        self._reduce()
-        sums = torch.stack(self.parts).sum(0).tolist()
-        out = {name: math.sqrt(v) for name, v in zip(METRIC_NAMES[:6], sums[:6], strict=True)}
-        out.update(zip(METRIC_NAMES[6:], sums[6:], strict=True))
+        def prior_dot(other: str) -> float:
+            return c_loc * dot("scaled_dist", other) + c_wd * dot("scaled_wd", other)
+
+        sq = {
+            "scaled_grad": c_grad**2 * dot("scaled_grad", "scaled_grad"),
+            "unscaled_grad": c_grad**2 * dot("grad", "grad"),
+            "localization": c_loc**2 * dot("scaled_dist", "scaled_dist"),
+            "weight_decay": c_wd**2 * dot("scaled_wd", "scaled_wd"),
+            "noise": dot("noise", "noise"),
+            "distance": dot("dist", "dist"),
+        }
+        out = {name: math.sqrt(max(v, 0.0)) for name, v in sq.items()}
+        out["dot_grad_prior"] = c_grad * prior_dot("scaled_grad")
+        out["dot_grad_noise"] = c_grad * dot("scaled_grad", "noise")
+        out["dot_prior_noise"] = prior_dot("noise")
         return out
-
-
-_COMPONENTS = ("scaled", "unscaled", "loc", "wd", "noise", "dist")

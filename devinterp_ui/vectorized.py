@@ -18,9 +18,11 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
-from devinterp_ui.chain import Observable, StepOutcome
+from devinterp_ui.chain import Observable, PendingObservation, PendingStep
 from devinterp_ui.data import BatchFeed, DataSource
+from devinterp_ui.host_copy import HostCopy
 from devinterp_ui.losses import LossFn, as_per_position
+from devinterp_ui.segments import SegmentLayout
 from devinterp_ui.sgld import SGLDHyper, add_init_noise, make_slots, sgld_step
 
 
@@ -38,7 +40,8 @@ class _LossOf(torch.nn.Module):
 
 
 class VectorizedChains:
-    """C chains of one model, stepped together. Parameters live in `stacked[name]` (C, *shape)."""
+    """C chains of one model, stepped together. Each segment of the sampled parameters (see
+    `devinterp_ui.segments`) is stacked as (C, numel); `stacked[name]` (C, *shape) views it."""
 
     def __init__(
         self,
@@ -63,16 +66,14 @@ class VectorizedChains:
         self.num_chains = len(feeds)
         self.gens = [torch.Generator(device=device).manual_seed(int(s)) for s in noise_seeds]
 
-        named = dict(model.named_parameters())
         self.names = list(sampled)
         self._loss_module = _LossOf(model, loss_fn)
-        self.stacked = {
-            n: named[n].detach().unsqueeze(0).repeat(self.num_chains, *[1] * named[n].ndim).clone()
-            for n in self.names
-        }
-        anchors = {n: named[n].detach() for n in self.names}
+        self.layout = SegmentLayout(model, sampled)
+        self._segments, self.stacked = self.layout.stack(model, self.num_chains)
+        anchors = self.layout.pack(model)
+        masks = self.layout.masks(anchors)
         self.slots = [
-            make_slots({n: self.stacked[n][c] for n in self.names}, anchors, sampled, hyper.method)
+            make_slots([seg[c] for seg in self._segments], anchors, masks, hyper.method)
             for c in range(self.num_chains)
         ]
         if init_noise:
@@ -96,8 +97,12 @@ class VectorizedChains:
     def _noise(self, c: int, t: torch.Tensor) -> torch.Tensor:
         return torch.randn(t.shape, generator=self.gens[c], device=t.device, dtype=t.dtype)
 
-    def step(self, with_metrics: bool, active: list[bool]) -> list[StepOutcome]:
-        """One SGLD step of every chain; chains not `active` are computed but never updated."""
+    def step(self, with_metrics: bool, active: list[bool]) -> list[PendingStep]:
+        """One SGLD step of every chain; chains not `active` are computed but never updated.
+
+        As `Chain.step`: nothing waits for the device, and a chain with a non-finite loss is
+        updated anyway and failed when its step is resolved.
+        """
         grads = {n: torch.zeros_like(t) for n, t in self.stacked.items()}
         losses, rows = [], []
         for _ in range(self.grad_accum):
@@ -111,23 +116,27 @@ class VectorizedChains:
         if self.grad_accum > 1:
             for t in grads.values():
                 t.div_(self.grad_accum)
-        loss_rows = torch.cat(losses, dim=1).float().cpu()  # (C, B * accum, P)
-        outcomes = []
-        for c in range(self.num_chains):
-            finite = bool(torch.isfinite(loss_rows[c]).all())
-            metrics = None
-            if finite and active[c]:
-                noises = [self._noise(c, slot.w) for slot in self.slots[c]]
-                metrics = sgld_step(
-                    self.slots[c],
-                    [grads[n][c] for n in self.names],
-                    noises,
-                    self.hyper,
-                    with_metrics,
-                )
+        metrics = [
+            sgld_step(
+                self.slots[c],
+                self.layout.flat_grads([grads[n][c] for n in self.names]),
+                (self._noise(c, slot.w) for slot in self.slots[c]),
+                self.hyper,
+                with_metrics,
+            )
+            if active[c]
+            else None
+            for c in range(self.num_chains)
+        ]
+        grams = [m.gram for m in metrics if m is not None]
+        # One copy for every chain: (C, B * accum, P) losses, then each updated chain's sums.
+        copy = HostCopy([torch.cat(losses, dim=1).float(), *grams])
+        pending, at = [], 1
+        for c, m in enumerate(metrics):
             chain_rows = np.concatenate([r[c] for r in rows])
-            outcomes.append(StepOutcome(loss_rows[c], chain_rows, finite, metrics))
-        return outcomes
+            pending.append(PendingStep(copy, chain_rows, m, gram_at=at, chain=c))
+            at += m is not None
+        return pending
 
     def _batch(self, idx: list[np.ndarray]):
         if self.shared_batches:
@@ -135,11 +144,8 @@ class VectorizedChains:
         batches = [self.source.batch(i, self.device) for i in idx]
         return _stack(batches)
 
-    def observe(
-        self, observables: list[Observable], batch_size: int
-    ) -> list[dict[str, torch.Tensor]]:
-        """Per chain: {key: (R, P) losses} at the chains' current weights."""
-        out: list[dict[str, torch.Tensor]] = [{} for _ in range(self.num_chains)]
+    def observe(self, observables: list[Observable], batch_size: int) -> PendingObservation:
+        """Every chain's losses on every observable; resolve(c) gives chain c's."""
         parts = []
         with torch.no_grad():
             for obs in observables:
@@ -147,14 +153,9 @@ class VectorizedChains:
                     self._eval(self.stacked, batch).float()
                     for _, batch in obs.batches(batch_size, self.device)
                 ]
-        if not parts:
-            return out
-        # One device-to-host copy for every observable (they share P).
-        losses = torch.cat(parts, dim=1).cpu().split([len(o.rows) for o in observables], dim=1)
-        for obs, obs_losses in zip(observables, losses, strict=True):
-            for c in range(self.num_chains):
-                out[c][obs.key] = obs_losses[c]
-        return out
+        # One copy for every observable (they share P).
+        copy = HostCopy([torch.cat(parts, dim=1)]) if parts else None
+        return PendingObservation(copy, observables)
 
 
 def check_vectorizable(model, sampled, source: DataSource, loss_fn: LossFn, device) -> None:

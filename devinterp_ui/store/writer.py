@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.codecs import BytesCodec, ZstdCodec
 
+from devinterp_ui.store.chunk_files import ChunkFiles
 from devinterp_ui.store.progress import RunProgress
 from devinterp_ui.store.schema import ArraySpec
 
@@ -68,6 +70,9 @@ class StoreWriter:
                 dtype=spec.dtype,
                 fill_value=spec.fill_value,
                 dimension_names=spec.dims,
+                # zarr's default, spelled out: ChunkFiles writes row chunks with exactly these.
+                serializer=BytesCodec(),
+                compressors=ZstdCodec(level=0),
             )
         root.attrs.update(attrs)
         with warnings.catch_warnings():
@@ -82,6 +87,11 @@ class StoreWriter:
             warnings.simplefilter("ignore")
             self.root = zarr.open_group(str(self.path), mode="r+")
         self.arrays: dict[str, zarr.Array] = {name: self.root[name] for name in schema}
+        self._chunk_files = {
+            name: ChunkFiles.for_array(self.arrays[name], self.path)
+            for name, spec in schema.items()
+            if spec.row_dim is not None
+        }
         self._buffers: dict[tuple[str, int], _ChunkBuffer] = {}
         # Handed to the background thread, guarded by _cond: chunks by (name, chain, chunk),
         # then root attrs (the marker last of all).
@@ -215,9 +225,15 @@ class StoreWriter:
         start = w.chunk * rows
         stop = min(start + rows, spec.shape[1])
         data = w.data
-        if len(data) < stop - start:
-            # Whole-chunk writes need no read-back: pad the copied rows with the fill value.
-            full = np.full((stop - start, *spec.shape[2:]), spec.fill_value, dtype=spec.dtype)
+        files = self._chunk_files.get(w.name)
+        # Whole-chunk writes need no read-back: pad the copied rows with the fill value (to the
+        # chunk's full shape for a direct write, as zarr stores edge chunks).
+        length = rows if files is not None else stop - start
+        if len(data) < length:
+            full = np.full((length, *spec.shape[2:]), spec.fill_value, dtype=spec.dtype)
             full[: len(data)] = data
             data = full
-        self.arrays[w.name][w.chain, start:stop] = data[: stop - start]
+        if files is not None:
+            files.write((w.chain, w.chunk, *[0] * (len(spec.shape) - 2)), data[None, :length])
+        else:
+            self.arrays[w.name][w.chain, start:stop] = data[: stop - start]

@@ -16,7 +16,7 @@ XI = torch.tensor([1.1, -0.7, 0.2])
 def step_once(hp, w=W, w0=W0, g=G, xi=XI, mask=None, v=None, metrics=False):
     slot = ParamSlot(w=w.clone(), w0=w0.clone(), mask=mask, v=v)
     out = sgld_step([slot], [g.clone()], [xi.clone()], hp, with_metrics=metrics)
-    return slot, out
+    return slot, None if out is None else out.values()
 
 
 def test_gradient_term_has_drift_factor_half_lr_times_n_beta():
@@ -113,3 +113,37 @@ def test_rmsprop_metrics_separate_scaled_from_unscaled_gradient():
     assert m["scaled_grad"] == pytest.approx(float((0.02 * 2.0 * precond * G).norm()), rel=1e-6)
     assert m["unscaled_grad"] == pytest.approx(float((0.02 * 2.0 * G).norm()), rel=1e-6)
     assert m["noise"] == pytest.approx(float((torch.sqrt(0.04 * precond) * XI).norm()), rel=1e-6)
+
+
+def test_rmsprop_metrics_with_every_term_and_a_mask():
+    mask = torch.tensor([1.0, 0.0, 1.0])
+    hp = SGLDHyper(
+        lr=0.04,
+        n_beta=2.0,
+        localization=3.0,
+        llc_weight_decay=0.5,
+        noise_level=0.7,
+        method="rmsprop_sgld",
+        eps=0.1,
+        alpha=0.5,
+    )
+    _, m = step_once(hp, mask=mask, v=torch.zeros(3), metrics=True)
+    precond = 1 / ((0.5 * G**2).sqrt() + 0.1)
+    grad = 0.02 * precond * 2.0 * G * mask
+    loc = 0.02 * precond * 3.0 * (W - W0) * mask
+    wd = 0.02 * precond * 0.5 * W * mask
+    noise = torch.sqrt(0.04 * precond) * 0.7 * XI * mask
+    expected = {
+        "scaled_grad": grad.norm(),
+        "unscaled_grad": (0.02 * 2.0 * G * mask).norm(),
+        "localization": loc.norm(),
+        "weight_decay": wd.norm(),
+        "noise": noise.norm(),
+        "distance": ((W - W0) * mask).norm(),
+        "dot_grad_prior": grad @ (loc + wd),
+        "dot_grad_noise": grad @ noise,
+        "dot_prior_noise": (loc + wd) @ noise,
+    }
+    assert m.keys() == expected.keys()
+    for name, value in expected.items():
+        assert m[name] == pytest.approx(float(value), rel=1e-6), name

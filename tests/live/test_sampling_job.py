@@ -208,14 +208,15 @@ def test_stop_one_step_before_the_end_keeps_all_but_the_last_draw(
 
 
 def test_stopped_result_is_trimmed_to_the_rows_every_chain_wrote(model, tokens, settings, tmp_path):
-    # Sequential: chain 0 finishes all 9 steps before chain 1 starts; stop chain 1 after step 4.
+    # Sequential: chain 0 finishes all 9 steps before chain 1 starts; stop chain 1 at step 4.
+    # Step 4 is reported once step 5 is launched, so chain 1 ends after step 5.
     job = run_stopped_at(
         model, tokens, settings, tmp_path, step=4, stop_chain=1, chain_schedule="sequential"
     )
-    assert job.progress.steps_done == (9, 5)
-    assert job.result.dataset.sizes["step"] == 5
-    assert job.result.dataset.sizes["draw"] == 2
-    assert job.result.attrs["trimmed_to"] == {"steps": 5, "draws": 2}
+    assert job.progress.steps_done == (9, 6)
+    assert job.result.dataset.sizes["step"] == 6
+    assert job.result.dataset.sizes["draw"] == 3
+    assert job.result.attrs["trimmed_to"] == {"steps": 6, "draws": 3}
     assert np.isfinite(job.result.dataset["sampling_loss_micro"].values).all()
 
 
