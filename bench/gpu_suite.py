@@ -124,7 +124,7 @@ def section_a(args) -> None:
     header = (
         f"A. sample() vs bare loop: demo LM ({sum(p.numel() for p in model.parameters()):,} "
         f"params), {chains} chains x {draws} draws, {len(obs)} observables x 96 rows, "
-        f"batch 32 x 32 tokens, {args.device}, {args.reps} reps interleaved"
+        f"batch 32 x 32 tokens, {args.device}, {len(times['bare'])} of {args.reps} reps interleaved"
     )
     table(times, peaks, model_bytes(model), header)
     emit("   the same against the bare loop with a packed update (what sample() records, alone):")
@@ -185,7 +185,7 @@ def section_b(args) -> None:
             model_bytes(model),
             f"B. lockstep vs vectorized: {label} ({n:,} params), {chains} chains x {draws} "
             f"draws, {len(obs)} observable(s), batch 32 x 32 tokens, {args.device}, "
-            f"{args.reps} reps interleaved",
+            f"{len(times['bare'])} of {args.reps} reps interleaved",
         )
 
 

@@ -5,8 +5,12 @@ The bare loop steps the same chains on the same number of batches with the same 
 same observable forward passes (batch_size x batches_per_draw rows per observable per draw, in
 batches of batch_size, after the update) and the same init-loss forward passes
 (num_init_loss_batches batches once, as sample() does when chains share their batches), and
-records nothing. The ratio sample / bare is what sample() adds: store writes, metrics, progress,
-bookkeeping. `--check-work` counts the rows each one feeds through the model (a forward hook) to
+records nothing. "bare" updates parameter by parameter, as a hand-written loop does;
+"bare-packed" updates one flat vector per chain, as sample() does (devinterp_ui/segments.py).
+The ratio sample / bare is what a user sees against their own loop; sample / bare-packed is what
+sample() records: store writes, metrics, progress, bookkeeping. Both wall-clock and whole-process
+CPU time (all threads) are reported: on a shared machine the CPU time is disturbed less, but it
+also counts the store writer's thread, which runs beside the sampler on a spare core. `--check-work` counts the rows each one feeds through the model (a forward hook) to
 show that the work is the same.
 
     python bench/overhead.py                      # demo LM, 4 chains x 200 draws, metrics off and on
@@ -16,7 +20,7 @@ show that the work is the same.
     python bench/overhead.py --flush-interval 1e9 # store written only at the end: its share
 
 Each rep runs every variant once, in turn, the starting one rotating from rep to rep (bare,
-sample, sample+metrics, then sample, sample+metrics, bare, ...); the ratios
+bare-packed, sample, sample+metrics, then bare-packed, sample, ...); the ratios
 reported are medians over reps of (variant time / the same rep's bare time), so slow drift in the
 machine's load cancels out; the spread is the min..max of those per-rep ratios.
 """
@@ -219,8 +223,10 @@ BREAKDOWN = [
     ("devinterp_ui.store.writer", "StoreWriter", "flush"),
     ("devinterp_ui.store.writer", "StoreWriter", "set_attrs"),
     ("devinterp_ui.store.writer", "StoreWriter", "close"),
-    ("devinterp_ui.sgld", "_MetricSums", "add"),
-    ("devinterp_ui.sgld", "_MetricSums", "result"),
+    ("devinterp_ui.sgld", "StepMetrics", "add"),
+    ("devinterp_ui.sgld", "StepMetrics", "values"),
+    ("devinterp_ui.store.chunk_files", "ChunkFiles", "write"),
+    ("devinterp_ui.runner", "Runner", "_resolve"),
     ("devinterp_ui.data", "TokenTensorSource", "token_ids"),
     ("devinterp_ui.runner", "Runner", "_record"),
     ("devinterp_ui.chain", "Chain", "observe"),
@@ -311,7 +317,7 @@ def main() -> None:
         steps = args.chains * args.draws
         print(
             f"sample(save_metrics=True), demo LM, {args.chains} chains x {args.draws} draws: "
-            f"ms per chain step in (inclusive times; _record includes observe)"
+            f"ms per chain step in (inclusive times; _resolve includes _record; ChunkFiles.write runs in the writer thread)"
         )
         for key, value in sorted(spent.items(), key=lambda kv: -kv[1]):
             print(

@@ -57,28 +57,19 @@ class StepOutcome:
     metrics: dict[str, float] | None
 
 
+@dataclass
 class PendingStep:
     """A step whose losses (and metrics) are still on their way from the device.
 
-    copy: holds the losses first, (B, P) or, with `chain`, (C, B, P) for every chain of a
-    vectorized step; `gram_at`: where this step's metric sums are in it.
+    copy: holds the losses first, (B, P), or (C, B, P) for every chain of a vectorized step
+    (then `chain` picks this one); `gram_at`: where this step's metric sums are in it.
     """
 
-    def __init__(
-        self,
-        copy: HostCopy,
-        rows: np.ndarray,
-        metrics: StepMetrics | None = None,
-        gram_at: int | None = None,
-        chain: int | None = None,
-    ):
-        self.copy, self.rows, self.metrics, self.gram_at, self.chain = (
-            copy,
-            rows,
-            metrics,
-            gram_at,
-            chain,
-        )
+    copy: HostCopy
+    rows: np.ndarray
+    metrics: StepMetrics | None = None
+    gram_at: int = 1
+    chain: int | None = None
 
     def resolve(self) -> StepOutcome:
         host = self.copy.wait()
@@ -222,7 +213,7 @@ class Chain:
             with_metrics,
         )
         copies = [torch.cat(losses).float()] + ([metrics.gram] if metrics is not None else [])
-        return PendingStep(HostCopy(copies), np.concatenate(rows), metrics, gram_at=1)
+        return PendingStep(HostCopy(copies), np.concatenate(rows), metrics)
 
     def observe(self, observables: list[Observable], batch_size: int) -> PendingObservation:
         """Every observable's losses at the chain's current weights."""

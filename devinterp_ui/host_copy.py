@@ -18,15 +18,18 @@ class HostCopy:
 
     def __init__(self, tensors: list[torch.Tensor]):
         self._event = None
-        if any(t.device.type == "cuda" for t in tensors):
+        cuda = [t.device for t in tensors if t.device.type == "cuda"]
+        if cuda:
             self._host = [
                 torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True)
                 if t.device.type == "cuda"
                 else t
                 for t in tensors
             ]
+            # On the stream the copies went to: that of the tensors' device, which need not be
+            # the current device (a model on cuda:1).
             self._event = torch.cuda.Event()
-            self._event.record()
+            self._event.record(torch.cuda.current_stream(cuda[0]))
         else:
             self._host = [t.cpu() for t in tensors]
 

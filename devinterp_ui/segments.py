@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-SEGMENT_NUMEL = 1 << 21
-"""Entries per segment (8 MiB of float32): few launches per step, bounded temporaries."""
+SEGMENT_NUMEL = 1 << 20
+"""Entries per segment (4 MiB of float32): few launches per step, bounded temporaries."""
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,9 @@ class StepMetrics:
     waiting (see devinterp_ui.host_copy) and passes the copy to `values()`.
     """
 
+    PIECE_NUMEL = 1 << 20
+    """Entries reduced at once: at most 6 vectors x 12 bytes x 2^20 = 72 MiB of temporaries."""
+
     def __init__(self) -> None:
         self.gram: torch.Tensor | None = None
         self.index: dict[str, int] = {}
@@ -191,9 +194,12 @@ class StepMetrics:
                 pos = len(unique)
                 unique.append(v)
             index[key] = pos
-        x = torch.stack([v.reshape(-1) for v in unique]).double()
-        gram = x @ x.T
-        self.gram = gram if self.gram is None else self.gram + gram
+        flat = [v.reshape(-1) for v in unique]
+        # In pieces, so the float64 copies stay small even for one huge parameter (an embedding).
+        for start in range(0, flat[0].numel(), self.PIECE_NUMEL):
+            x = torch.stack([v[start : start + self.PIECE_NUMEL] for v in flat]).double()
+            gram = x @ x.T
+            self.gram = gram if self.gram is None else self.gram + gram
         self.index, self.hp = index, hp
 
     def values(self, gram: torch.Tensor | None = None) -> dict[str, float]:

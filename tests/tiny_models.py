@@ -32,3 +32,17 @@ class TinyLM(torch.nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(ids))
+
+
+class ExplodesAbove(torch.nn.Module):
+    """Loss w per sample, NaN once w exceeds a threshold: chains diverge depending on their noise."""
+
+    def __init__(self, threshold: float):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.threshold = threshold
+
+
+def exploding_loss(model, batch):
+    w = model.w.expand(batch[0].shape[0])
+    return torch.where(w > model.threshold, torch.full_like(w, float("nan")), w)

@@ -34,6 +34,7 @@ class ChunkFiles:
         self._dtype = np.dtype(array.dtype).newbyteorder("<")
         self._chunk_shape = tuple(array.chunks)
         self._zstd = numcodecs.Zstd(level=level)
+        self._made: set[Path] = set()  # chunk directories known to exist
 
     @classmethod
     def for_array(cls, array: zarr.Array, store_root: Path) -> ChunkFiles | None:
@@ -60,7 +61,9 @@ class ChunkFiles:
         raw = np.ascontiguousarray(data, dtype=self._dtype)
         encoded = self._zstd.encode(raw)
         path = self._directory / self._metadata.encode_chunk_key(chunk_coords)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(path.parent)
         # As zarr's LocalStore does: a reader sees the old chunk or the new one, never a part.
         partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
         try:

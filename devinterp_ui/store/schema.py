@@ -12,8 +12,11 @@ import numpy as np
 
 from devinterp_ui.sgld import METRIC_NAMES
 
-# A chunk rewritten at each flush should stay small enough to write many times a second.
-TARGET_CHUNK_BYTES = 1 << 20
+# Every flush rewrites each open chunk whole, so a chunk's bytes are compressed once per flush
+# until it fills: the writer's work grows with the chunk size. 128 KiB halved the writer
+# thread's CPU time against 1 MiB on the demo LM, and smaller did not help further
+# (docs/performance.md, section 1); it makes 8 times more chunk files.
+TARGET_CHUNK_BYTES = 1 << 17
 MAX_ROWS_PER_CHUNK = 256
 
 

@@ -7,7 +7,7 @@ Skipped where there is no GPU: CI has none. Run them on a GPU machine with
 import numpy as np
 import pytest
 import torch
-from tiny_models import TinyLM
+from tiny_models import ExplodesAbove, TinyLM, exploding_loss
 
 from devinterp_ui import sample
 from devinterp_ui.host_copy import HostCopy
@@ -65,20 +65,6 @@ def test_vectorized_runs_on_cuda_and_records_every_row(tokens):
     assert tree.attrs["completed"] == 1
     for name in ("sampling_loss", "sampling_loss_micro", "loss_o", "metrics_distance"):
         assert np.isfinite(tree[name].values).all(), name
-
-
-class ExplodesAbove(torch.nn.Module):
-    """Loss w per sample, NaN once w exceeds a threshold."""
-
-    def __init__(self, threshold: float):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(1))
-        self.threshold = threshold
-
-
-def exploding_loss(model, batch):
-    w = model.w.expand(batch[0].shape[0])
-    return torch.where(w > model.threshold, torch.full_like(w, float("nan")), w)
 
 
 def test_a_nan_chain_fails_alone_at_its_first_bad_step_on_cuda():

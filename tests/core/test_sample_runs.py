@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from tiny_models import WeightEcho, echo_loss
+from tiny_models import ExplodesAbove, WeightEcho, echo_loss, exploding_loss
 
 from devinterp_ui import StoreConflictError, sample
 
@@ -164,20 +164,6 @@ def test_stop_event_ends_every_chain_at_a_step_boundary(tiny_lm, token_data, tmp
     assert np.isnan(micro[:, done[0] :]).all()
     assert np.isfinite(tree["loss_o"].values[:, :draws]).all()
     assert np.isnan(tree["loss_o"].values[:, draws:]).all()
-
-
-class ExplodesAbove(torch.nn.Module):
-    """Loss w per sample, NaN once w exceeds a threshold: chains diverge depending on their noise."""
-
-    def __init__(self, threshold: float):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(1))
-        self.threshold = threshold
-
-
-def exploding_loss(model, batch):
-    w = model.w.expand(batch[0].shape[0])
-    return torch.where(w > model.threshold, torch.full_like(w, float("nan")), w)
 
 
 def first_noise(chain: int) -> float:

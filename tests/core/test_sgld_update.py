@@ -147,3 +147,13 @@ def test_rmsprop_metrics_with_every_term_and_a_mask():
     assert m.keys() == expected.keys()
     for name, value in expected.items():
         assert m[name] == pytest.approx(float(value), rel=1e-6), name
+
+
+def test_metrics_of_a_vector_longer_than_one_piece_sum_every_piece(monkeypatch):
+    from devinterp_ui import sgld
+
+    hp = SGLDHyper(lr=0.04, n_beta=2.0, localization=3.0)
+    whole = step_once(hp, metrics=True)[1]
+    monkeypatch.setattr(sgld.StepMetrics, "PIECE_NUMEL", 2)  # pieces of 2 + 1 entries
+    pieces = step_once(hp, metrics=True)[1]
+    assert pieces == pytest.approx(whole, rel=1e-12)
