@@ -18,6 +18,8 @@ once everything handed over is on disk, and raise any error the thread met.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import threading
 import uuid
 import warnings
@@ -32,6 +34,37 @@ from zarr.codecs import BytesCodec, ZstdCodec
 from devinterp_ui.store.chunk_files import ChunkFiles
 from devinterp_ui.store.progress import RunProgress
 from devinterp_ui.store.schema import ArraySpec
+
+_HOST = socket.gethostname().replace(".", "_")
+
+
+def remove_stale_builds(path: Path) -> list[Path]:
+    """Delete the half-built stores beside `path` left by writers that died while creating it.
+
+    A store is built in `.<name>.<host>-<pid>.<random>.building` and renamed into place; a
+    writer killed in between leaves that directory. It is stale when its host is this one and
+    its process is gone; builds of live processes and of other hosts are left alone. Returns
+    what was deleted.
+    """
+    removed = []
+    for candidate in path.parent.glob(f".{path.name}.*.building"):
+        owner = candidate.name[len(path.name) + 2 :].split(".")[0]
+        host, _, pid = owner.rpartition("-")
+        if host != _HOST or not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(candidate, ignore_errors=True)
+        removed.append(candidate)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 @dataclass
@@ -60,7 +93,10 @@ class StoreWriter:
         self.schema = schema
         # Built beside the target and renamed into place, so a store at `path` always has
         # every array, the consolidated metadata and the root attributes from its first moment.
-        building = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.building")
+        remove_stale_builds(self.path)
+        building = self.path.with_name(
+            f".{self.path.name}.{_HOST}-{os.getpid()}.{uuid.uuid4().hex[:8]}.building"
+        )
         root = zarr.open_group(str(building), mode="w", zarr_format=3)
         for spec in schema.values():
             root.create_array(
