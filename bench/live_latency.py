@@ -24,35 +24,20 @@ import numpy as np
 
 def writer(args: argparse.Namespace) -> None:
     """Run the sampler into args.store; dump {"chain,step": finish time} to args.times."""
-    import torch
+    from toy_run import sample_toy_lm
 
-    from devinterp_ui import sample
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    vocab, seq = 64, 32
-    model = torch.nn.Sequential(torch.nn.Embedding(vocab, 64), torch.nn.Linear(64, vocab))
-    tokens = torch.randint(0, vocab, (2048, seq), generator=torch.Generator().manual_seed(1))
     finished: dict[str, float] = {}
 
     def record(summary) -> None:
         finished[f"{summary.chain},{summary.step}"] = time.time()
 
-    sample(
-        model,
-        tokens,
-        {"val": tokens[:64]},
-        lr=1e-4,
-        n_beta=30.0,
-        num_chains=args.chains,
-        num_draws=args.steps,
-        batch_size=16,
-        num_init_loss_batches=4,
-        batches_per_draw=1,
-        output_path=args.store,
+    sample_toy_lm(
+        store=args.store,
+        chains=args.chains,
+        steps=args.steps,
+        threads=args.threads,
         flush_interval=args.flush_interval,
         progress_callback=record,
-        progress_bar=False,
     )
     Path(args.times).write_text(json.dumps(finished))
 

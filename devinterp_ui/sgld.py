@@ -153,7 +153,7 @@ class StepMetrics:
     Every component of the update is a scalar times one of a few vectors (masked): the gradient
     g, the distance w - w0, the weight-decay term lambda w and the noise, each also multiplied by
     the preconditioner G where there is one. `add` stacks those vectors and takes all their
-    inner products in one float64 matrix product; `result` sums the slots' matrices and scales
+    inner products in one float64 matrix product; `values` takes the sum over slots and scales
     the entries into norms and dot products. Against one float64 copy and one reduction per
     component and pair (nine dot products), this converts 3-6 vectors instead of six scaled
     copies, and on a GPU is a handful of kernels. The sums stay on the slots' device:

@@ -18,11 +18,10 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
-from devinterp_ui.chain import Observable, PendingObservation, PendingStep
+from devinterp_ui.chain import Observable, PendingObservation, PendingStep, SharedSegments
 from devinterp_ui.data import BatchFeed, DataSource
 from devinterp_ui.host_copy import HostCopy
 from devinterp_ui.losses import LossFn, as_per_position
-from devinterp_ui.segments import SegmentLayout
 from devinterp_ui.sgld import SGLDHyper, add_init_noise, make_slots, sgld_step
 
 
@@ -68,12 +67,13 @@ class VectorizedChains:
 
         self.names = list(sampled)
         self._loss_module = _LossOf(model, loss_fn)
-        self.layout = SegmentLayout(model, sampled)
+        shared = SharedSegments.of(model, sampled)
+        self.layout = shared.layout
         self._segments, self.stacked = self.layout.stack(model, self.num_chains)
-        anchors = self.layout.pack(model)
-        masks = self.layout.masks(anchors)
         self.slots = [
-            make_slots([seg[c] for seg in self._segments], anchors, masks, hyper.method)
+            make_slots(
+                [seg[c] for seg in self._segments], shared.anchors, shared.masks, hyper.method
+            )
             for c in range(self.num_chains)
         ]
         if init_noise:

@@ -43,10 +43,9 @@ class ChunkFiles:
         if array.metadata.zarr_format != 3 or codecs is None or len(codecs) != 2:
             return None
         layout, compressor = codecs
-        little = layout.endian is None or layout.endian.name == "little"
         if not (
             isinstance(layout, BytesCodec)
-            and little
+            and (layout.endian is None or layout.endian.name == "little")
             and isinstance(compressor, ZstdCodec)
             and not compressor.checksum
             and np.dtype(array.dtype).kind in "fiub"

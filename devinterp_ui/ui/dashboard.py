@@ -385,32 +385,16 @@ class Dashboard(pn.viewable.Viewer):
         def bokeh(fig):
             return pn.pane.Bokeh(fig, sizing_mode="stretch_width")
 
+        def grid(lines, ncols):
+            figs = [bokeh(line.fig) for line in lines.values()]
+            return pn.GridBox(*figs, ncols=ncols, sizing_mode="stretch_width")
+
         parts = [pn.Row(bokeh(plots.loss.fig), bokeh(plots.llc.fig), sizing_mode="stretch_width")]
         if plots.norms:
             parts.append(pn.pane.Markdown("#### SGLD update terms (per chain)"))
-            parts.append(
-                pn.GridBox(
-                    *[bokeh(lines.fig) for lines in plots.norms.values()],
-                    ncols=4,
-                    sizing_mode="stretch_width",
-                )
-            )
-            parts.append(
-                pn.GridBox(
-                    *[bokeh(lines.fig) for lines in plots.cosines.values()],
-                    ncols=3,
-                    sizing_mode="stretch_width",
-                )
-            )
+            parts += [grid(plots.norms, 4), grid(plots.cosines, 3)]
         if plots.observables:
-            parts.append(pn.pane.Markdown("#### Observables"))
-            parts.append(
-                pn.GridBox(
-                    *[bokeh(lines.fig) for lines in plots.observables.values()],
-                    ncols=3,
-                    sizing_mode="stretch_width",
-                )
-            )
+            parts += [pn.pane.Markdown("#### Observables"), grid(plots.observables, 3)]
         return pn.Column(*parts, sizing_mode="stretch_width")
 
     def poll(self) -> None:

@@ -144,19 +144,17 @@ class LivePlots:
             location=init_loss if init_loss is not None else 0.0,
         )
         self.loss.fig.add_layout(self.init_span)
-        self.burnin_box = BoxAnnotation(
-            left=0, right=max(burnin, 0), fill_color="#999999", fill_alpha=0.15, visible=burnin > 0
-        )
-        self.loss.fig.add_layout(self.burnin_box)
-        self.llc.fig.add_layout(
-            BoxAnnotation(
-                left=0,
-                right=max(burnin, 0),
-                fill_color="#999999",
-                fill_alpha=0.15,
-                visible=burnin > 0,
+        for fig in (self.loss.fig, self.llc.fig):
+            # One annotation per figure: a Bokeh model belongs to a single document.
+            fig.add_layout(
+                BoxAnnotation(
+                    left=0,
+                    right=max(burnin, 0),
+                    fill_color="#999999",
+                    fill_alpha=0.15,
+                    visible=burnin > 0,
+                )
             )
-        )
         self.true_span = Span(
             dimension="width",
             line_dash="dotted",
