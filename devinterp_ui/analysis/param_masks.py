@@ -80,15 +80,11 @@ def create_param_masks(
 
     layout = detect_layout(list(aliases))
     if key in ("embed", "unembed"):
-        names = (
-            _require_layout(layout, spec).embed
-            if key == "embed"
-            else _require_layout(layout, spec).unembed
-        )
+        names = getattr(_require_layout(layout, spec), key)
         selected = [aliases[n] for n in names if n in aliases]
         if not selected:
             raise ValueError(f"restriction {spec!r}: the model has none of {list(names)}")
-        return dict.fromkeys(dict.fromkeys(selected))
+        return dict.fromkeys(selected)
 
     if m := _HEAD.fullmatch(key):
         layout = _require_layout(layout, spec)
