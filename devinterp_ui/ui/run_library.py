@@ -1,0 +1,233 @@
+"""`RunLibrary`: every run under the runs directory, sortable and filterable; traces on select.
+
+Lists stores from earlier sessions and other processes too (see `RunIndex`: root attributes
+only, cached by mtime). Select one row to see its chains' traces, read from its store; select
+several to overlay their mean traces, one colour per run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+
+import pandas as pd
+import panel as pn
+import param
+from bokeh.models import Legend, LegendItem
+from bokeh.palettes import Category10_10
+
+from devinterp_ui.config import SETTINGS
+from devinterp_ui.live.marker import MarkerUnreadable
+from devinterp_ui.ui import escape
+from devinterp_ui.ui.figures import chain_color, make_figure
+from devinterp_ui.ui.run_index import RunIndex, RunSummary
+
+# The settings a researcher compares first come right after the status; the rest follow.
+LEADING = ("lr", "n_beta", "localization", "num_chains", "num_draws")
+MAX_OVERLAY = 10  # one colour each; more runs in one plot cannot be told apart
+
+
+class RunLibrary(pn.viewable.Viewer):
+    """The run library of `runs_dir`. `refresh()` rescans (cheap: unchanged stores cost a stat).
+
+    refresh_ms: rescan period while shown in a server session (0: only on `refresh()`).
+    """
+
+    runs_dir = param.Path(default=None, check_exists=False, allow_None=True)
+    refresh_ms = param.Integer(default=5000, bounds=(0, None))
+    selected = param.List(default=[], doc="Store paths of the selected rows.")
+
+    def __init__(self, runs_dir: str | Path, index: RunIndex | None = None, **params):
+        super().__init__(runs_dir=str(runs_dir), **params)
+        self.index = index or RunIndex(runs_dir)
+        self.summaries: list[RunSummary] = []
+        self._signature: tuple = ()
+        self.table = pn.widgets.Tabulator(
+            self._frame([]),
+            selectable="checkbox",
+            show_index=False,
+            disabled=True,
+            pagination="local",
+            page_size=15,
+            header_filters=True,
+            sorters=[{"field": "started", "dir": "desc"}],
+            sizing_mode="stretch_width",
+            height=420,
+        )
+        self.table.param.watch(self._on_select, "selection")
+        self.message = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
+        self.traces = pn.Column(sizing_mode="stretch_width")
+        self.refresh_button = pn.widgets.Button(label="Refresh", width=100)
+        self.refresh_button.on_click(lambda _e: self.refresh())
+        self._callback = None
+        self.refresh()
+
+    # --- data ----------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Rescan the runs directory and update the table when anything changed."""
+        self.summaries = self.index.scan()
+        signature = tuple((s.path, s.mtime_ns, s.status) for s in self.summaries)
+        if signature == self._signature:
+            return
+        self._signature = signature
+        selected = set(self.selected)
+        self.table.value = self._frame(self.summaries)
+        self.table.selection = [i for i, s in enumerate(self.summaries) if s.path in selected]
+
+    def _frame(self, summaries: list[RunSummary]) -> pd.DataFrame:
+        rows = []
+        for s in summaries:
+            llc, std = self.index.cached_llc(s) if hasattr(self, "index") else (math.nan,) * 2
+            settings = s.settings
+            rows.append(
+                {
+                    "run": s.name,
+                    "status": s.status,
+                    "LLC": _round(llc),
+                    "± std": _round(std),
+                    **{k: settings.get(k) for k in LEADING},
+                    "started": _when(s.started_at),
+                    "duration": _duration(s.duration_s),
+                    "steps": f"{s.steps_done}/{s.total_steps}",
+                    "model": s.model,
+                    **{k: _cell(settings.get(k)) for k in SETTINGS if k not in LEADING},
+                }
+            )
+        columns = ["run", "status", "LLC", "± std", *LEADING, "started", "duration", "steps"]
+        columns += ["model", *(k for k in SETTINGS if k not in LEADING)]
+        return pd.DataFrame(rows, columns=columns)
+
+    def select(self, paths: list[str]) -> None:
+        """Select the runs at these store paths (as clicking their rows does)."""
+        wanted = {str(p) for p in paths}
+        self.table.selection = [i for i, s in enumerate(self.summaries) if s.path in wanted]
+
+    def _on_select(self, event) -> None:
+        chosen = [self.summaries[i] for i in event.new if i < len(self.summaries)]
+        self.selected = [s.path for s in chosen]
+        self.show(chosen)
+
+    # --- traces ----------------------------------------------------------------------------------
+
+    def show(self, chosen: list[RunSummary]) -> None:
+        """One run: its chains' traces. Several: their mean traces overlaid (up to 10)."""
+        self.message.object = ""
+        if not chosen:
+            self.traces.objects = []
+            return
+        if len(chosen) > MAX_OVERLAY:
+            self.message.object = f"showing the first {MAX_OVERLAY} of {len(chosen)} selected runs"
+            chosen = chosen[:MAX_OVERLAY]
+        loaded, failed = [], []
+        for summary in chosen:
+            try:
+                loaded.append((summary, self.index.traces(summary)))
+            except (OSError, KeyError, ValueError, MarkerUnreadable):
+                failed.append(summary.name)
+        if failed:
+            self.message.object = "not a readable sample store: " + escape.text(", ".join(failed))
+        if not loaded:
+            self.traces.objects = []
+            return
+        figs = _single(*loaded[0]) if len(loaded) == 1 else _overlay(loaded)
+        self.traces.objects = [
+            pn.Row(
+                *[pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in figs],
+                sizing_mode="stretch_width",
+            )
+        ]
+        # The LLC column fills in for runs whose traces were read.
+        self.table.value = self._frame(self.summaries)
+
+    # --- layout and lifecycle -----------------------------------------------------------------------
+
+    def start_refreshing(self) -> None:
+        """Rescan every `refresh_ms` on the session's event loop (call from a server session)."""
+        if self._callback is None and self.refresh_ms:
+            self._callback = pn.state.add_periodic_callback(self.refresh, period=self.refresh_ms)
+
+    def stop_refreshing(self) -> None:
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        where = escape.code(self.runs_dir)
+        return pn.Column(
+            pn.Row(
+                pn.pane.HTML(
+                    f"Every store under {where}: tick rows to show their traces (several: "
+                    "overlaid). Sort by a column header; filter under it.",
+                    sizing_mode="stretch_width",
+                ),
+                self.refresh_button,
+                sizing_mode="stretch_width",
+            ),
+            self.table,
+            self.message,
+            self.traces,
+            sizing_mode="stretch_width",
+        )
+
+
+def _single(summary: RunSummary, traces) -> list:
+    loss = make_figure(f"{_short(summary.name)}: loss per chain", "step", "loss (nats)", height=300)
+    llc = make_figure("running LLC per chain", "step", "λ̂", height=300)
+    for c, ((lx, ly), (cx, cy)) in enumerate(zip(traces.loss, traces.llc, strict=True)):
+        loss.line(lx, ly, color=chain_color(c), line_width=1.5, legend_label=f"chain {c}")
+        llc.line(cx, cy, color=chain_color(c), line_width=1.5)
+    loss.legend.location = "top_right"
+    return _shown(loss, llc)
+
+
+def _overlay(loaded) -> list:
+    loss = make_figure("Mean sampling loss per step", "step", "loss (nats)", height=320)
+    llc = make_figure("Running LLC (mean over chains)", "step", "λ̂", height=320)
+    items = []
+    for k, (summary, traces) in enumerate(loaded):
+        color = Category10_10[k % 10]
+        s = summary.settings
+        label = f"{_short(summary.name, 28)} (lr={s.get('lr')}, n_beta={s.get('n_beta')})"
+        r1 = loss.line(*traces.mean_loss, color=color, line_width=2)
+        llc.line(*traces.mean_llc, color=color, line_width=2)
+        items.append(LegendItem(label=label, renderers=[r1]))
+    loss.add_layout(Legend(items=items, label_text_font_size="11px"), "below")
+    return _shown(loss, llc)
+
+
+def _shown(*figs) -> list:
+    for fig in figs:
+        fig.visible = any(len(r.data_source.data.get("x", [])) for r in fig.renderers)
+    return [f for f in figs if f.visible]
+
+
+def _short(name: str, limit: int = 36) -> str:
+    return name if len(name) <= limit else "…" + name[-(limit - 1) :]
+
+
+def _round(x: float) -> float:
+    return round(float(x), 4) if x is not None and math.isfinite(x) else math.nan
+
+
+def _cell(value):
+    """Settings cells hold numbers, booleans or text: dicts and None become text."""
+    if value is None or isinstance(value, (dict, list)):
+        return "" if value is None else str(value)
+    return value
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
