@@ -38,6 +38,11 @@ from devinterp_ui.ui.run_library import RunLibrary
 from devinterp_ui.ui.run_rows import init_loss_from_rows, status_line
 from devinterp_ui.ui.store_watcher import StoreWatcher
 
+# Polls in a row in which the marker declares rows the arrays do not deliver, before the
+# dashboard calls the store unreadable (the reader retries through a metadata rewrite, which
+# takes one poll, not ten).
+STUCK_POLLS = 10
+
 
 class Dashboard(pn.viewable.Viewer):
     """Tune SGLD live on your own model and data.
@@ -348,6 +353,7 @@ class Dashboard(pn.viewable.Viewer):
             budget=self.plot_budget,
         )
         self._init_loss_known = False
+        self._rows_seen = self._stuck_polls = 0
         self.plot_area.objects = [self.plots]
         self.result_view.clear()
 
@@ -382,6 +388,7 @@ class Dashboard(pn.viewable.Viewer):
             else:
                 return
         new = self.reader.read_new()
+        self._check_rows_arrive(new)
         if not self._init_loss_known:
             init = init_loss_from_rows(new.steps, self.reader.config)
             if init is not None:
@@ -397,6 +404,18 @@ class Dashboard(pn.viewable.Viewer):
         )
         if finished:
             self._finish()
+
+    def _check_rows_arrive(self, new) -> None:
+        """Raise when the marker declares rows the reader has not delivered for a while: the
+        arrays cannot be read (the reader retries quietly, expecting a rewrite in progress)."""
+        self._rows_seen += new.steps.sizes.get("row", 0)
+        declared = sum(new.status.steps_written)
+        self._stuck_polls = self._stuck_polls + 1 if declared > self._rows_seen else 0
+        if self._stuck_polls > STUCK_POLLS:
+            raise OSError(
+                f"the marker declares {declared} rows but the arrays gave {self._rows_seen}: "
+                "an array is missing or unreadable"
+            )
 
     def _finish(self, read_result: bool = True) -> None:
         if self._callback is not None:
@@ -414,6 +433,11 @@ class Dashboard(pn.viewable.Viewer):
         tree = None
         if read_result:
             tree = job.result if job is not None else _open_tree(self.reader.path)
+            if job is None and (tree is None or "sampling_loss_micro" not in tree):
+                self.control.show_error(
+                    "cannot read the store: its sampling_loss_micro array is missing or "
+                    "unreadable, so there is no result to show."
+                )
         if tree is not None and "sampling_loss_micro" in tree:
             try:
                 summarize(record, tree)
