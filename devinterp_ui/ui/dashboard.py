@@ -445,6 +445,7 @@ class Dashboard(pn.viewable.Viewer):
                 self.control.show_error(f"could not compute the LLC: {exc}")
         truth = self.true_lambda if job is not None else None
         self.result_view.show(record, self.plots, truth)
+        self.library.note_llc(record.path, record.llc_mean, record.llc_std)
         self.library.refresh()
         if self._restart_pending:
             self._restart_pending = False

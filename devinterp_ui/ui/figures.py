@@ -5,15 +5,19 @@ series keeps a fixed budget of points (`BucketSeries`), so an update costs the s
 and at step 100k. Chain c has the same colour in every figure.
 
 Two details keep the browser console clean and the page readable:
-- a figure stays hidden until its first point arrives: BokehJS cannot range an empty plot and
-  logs "could not set initial ranges" on every redraw of one;
+- a figure stays hidden (`visible` False) until its first point arrives, and the page adds it
+  only then (see `LivePlots`); its ranges are `Range1d`s that `ChainLines.push` sets to the
+  data's bounds, never NaN. BokehJS logs "could not set initial ranges" (on log axes "could not
+  determine ... value") whenever a plot with automatic ranges paints before its glyphs have
+  data, which a live plot does at every first paint. Once the user pans or zooms, the ranges
+  are left alone (until "reset");
 - titles are short, toolbars sit to the right (not on the title row) and hide until hovered.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from bokeh.models import ColumnDataSource, Legend, LegendItem
+from bokeh.models import ColumnDataSource, Legend, LegendItem, Range1d
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
@@ -38,6 +42,8 @@ def make_figure(
         title=title,
         height=height,
         width=width,
+        x_range=Range1d(0, 1),
+        y_range=Range1d(0.1, 10) if log_y else Range1d(0, 1),
         y_axis_type="log" if log_y else "linear",
         tools="pan,wheel_zoom,box_zoom,reset,save",
         toolbar_location="right",
@@ -51,6 +57,35 @@ def make_figure(
     fig.title.text_font_size = "13px"
     fig.visible = False  # until the first point: see the module docstring
     return fig
+
+
+def fit_ranges(fig, xs: list, ys: list, log_y: bool = False) -> None:
+    """Set `fig`'s Range1d x and y to the bounds of the points (5% padding; log-aware), unless
+    the user moved them since the last fit."""
+    x = np.concatenate([np.asarray(v, float) for v in xs]) if xs else np.zeros(0)
+    y = np.concatenate([np.asarray(v, float) for v in ys]) if ys else np.zeros(0)
+    keep = np.isfinite(x) & np.isfinite(y) & ((y > 0) if log_y else True)
+    if not keep.any():
+        return
+    last = getattr(fig, "_fitted", None)
+    now = (fig.x_range.start, fig.x_range.end, fig.y_range.start, fig.y_range.end)
+    if last is not None and now != last:
+        return  # panned or zoomed in the browser: leave the user's view
+    x, y = x[keep], y[keep]
+    x0, x1 = _padded(float(x.min()), float(x.max()), False)
+    y0, y1 = _padded(float(y.min()), float(y.max()), log_y)
+    fig.x_range.update(start=x0, end=x1)
+    fig.y_range.update(start=y0, end=y1)
+    fig._fitted = (x0, x1, y0, y1)
+
+
+def _padded(lo: float, hi: float, log: bool) -> tuple[float, float]:
+    if log:
+        a, b = np.log10(lo), np.log10(hi)
+        pad = 0.05 * (b - a) or 0.5
+        return float(10 ** (a - pad)), float(10 ** (b + pad))
+    pad = 0.05 * (hi - lo) or (abs(hi) * 0.05 or 0.5)
+    return lo - pad, hi + pad
 
 
 class ChainLines:
@@ -129,11 +164,17 @@ class ChainLines:
         self._show()
 
     def _show(self) -> None:
-        has_points = self.points() > 0
-        if self.fig.visible != (has_points and not self.log):
-            self.fig.visible = has_points and not self.log
-        if self.log_fig is not None and self.log_fig.visible != (has_points and self.log):
-            self.log_fig.visible = has_points and self.log
+        if self.points() == 0:
+            return
+        xs = [s.data["x"] for s in self.sources]
+        ys = [s.data["y"] for s in self.sources]
+        for fig in self.figures:
+            fit_ranges(fig, xs, ys, log_y=fig.y_scale.__class__.__name__ == "LogScale")
+        shown, hidden = (self.log_fig, self.fig) if self.log else (self.fig, self.log_fig)
+        if not shown.visible:
+            shown.visible = True
+        if hidden is not None and hidden.visible:
+            hidden.visible = False
 
     def points(self) -> int:
         return sum(len(s.data["x"]) for s in self.sources)

@@ -218,14 +218,19 @@ class LivePlots(pn.viewable.Viewer):
         self._sync_panes()
 
     def _sync_panes(self) -> None:
+        """A figure joins the page with its first points (see ui/figures.py for why)."""
         for pane, fig in self._panes:
+            if fig.visible and pane.object is not fig:
+                pane.object = fig
             if pane.visible != fig.visible:
                 pane.visible = fig.visible
 
     # --- layout ---------------------------------------------------------------------------
 
     def _pane(self, fig) -> pn.pane.Bokeh:
-        pane = pn.pane.Bokeh(fig, sizing_mode="stretch_width", visible=fig.visible)
+        pane = pn.pane.Bokeh(
+            fig if fig.visible else None, sizing_mode="stretch_width", visible=fig.visible
+        )
         self._panes.append((pane, fig))
         return pane
 

@@ -42,6 +42,7 @@ class RunLibrary(pn.viewable.Viewer):
         super().__init__(runs_dir=str(runs_dir), **params)
         self.index = index or RunIndex(runs_dir)
         self.summaries: list[RunSummary] = []
+        self._known_llc: dict[str, tuple[float, float]] = {}
         self._signature: tuple = ()
         self.table = pn.widgets.Tabulator(
             self._frame([]),
@@ -80,6 +81,8 @@ class RunLibrary(pn.viewable.Viewer):
         rows = []
         for s in summaries:
             llc, std = self.index.cached_llc(s) if hasattr(self, "index") else (math.nan,) * 2
+            if not math.isfinite(llc):
+                llc, std = getattr(self, "_known_llc", {}).get(s.path, (llc, std))
             settings = s.settings
             rows.append(
                 {
@@ -98,6 +101,11 @@ class RunLibrary(pn.viewable.Viewer):
         columns = ["run", "status", "LLC", "± std", *LEADING, "started", "duration", "steps"]
         columns += ["model", *(k for k in SETTINGS if k not in LEADING)]
         return pd.DataFrame(rows, columns=columns)
+
+    def note_llc(self, path: str, mean: float, std: float) -> None:
+        """Record the LLC a dashboard computed for the run at `path` (shown in its row)."""
+        self._known_llc[str(path)] = (mean, std)
+        self._signature = ()  # redraw at the next refresh
 
     def select(self, paths: list[str]) -> None:
         """Select the runs at these store paths (as clicking their rows does)."""
@@ -198,9 +206,12 @@ def _overlay(loaded) -> list:
 
 
 def _shown(*figs) -> list:
+    shown = []
     for fig in figs:
-        fig.visible = any(len(r.data_source.data.get("x", [])) for r in fig.renderers)
-    return [f for f in figs if f.visible]
+        if any(len(r.data_source.data.get("x", [])) for r in fig.renderers):
+            fig.visible = True
+            shown.append(fig)
+    return shown
 
 
 def _short(name: str, limit: int = 36) -> str:

@@ -117,3 +117,18 @@ def test_selection_survives_a_refresh_that_adds_a_run(runs, make_store):
     library.refresh()
     assert library.selected == [str(runs / "a.zarr")]
     assert [library.summaries[i].name for i in library.table.selection] == ["a.zarr"]
+
+
+def test_the_llc_of_a_run_finished_in_the_dashboard_shows_in_its_row(tmp_path, data):
+    import torch
+    from tiny_models import TinyLM
+
+    from devinterp_ui.ui.dashboard import Dashboard
+
+    torch.manual_seed(0)
+    dash = Dashboard(TinyLM(), data, {}, runs_dir=tmp_path, lr=1e-3, n_beta=20.0, num_chains=2,
+                     num_draws=5, batch_size=8, num_init_loss_batches=1)  # fmt: skip
+    dash.start()
+    dash.wait(60)
+    (llc,) = dash.library.table.value["LLC"]
+    assert llc == pytest.approx(dash.current.llc_mean, abs=1e-4)
