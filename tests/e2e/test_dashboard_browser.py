@@ -28,8 +28,9 @@ def open_page(browser, url):
     page = browser.new_page(viewport={"width": 1600, "height": 1300})
     page.console_messages = []
     page.on("console", lambda msg: page.console_messages.append(f"{msg.type}: {msg.text}"))
-    page.goto(url, timeout=60_000)
-    page.get_by_role("button", name="▶ Start").wait_for(timeout=60_000)
+    # Generous: on a loaded 2-core machine the tiny LM demo's page takes tens of seconds.
+    page.goto(url, timeout=120_000)
+    page.get_by_role("button", name="▶ Start").wait_for(timeout=120_000)
     return page
 
 
