@@ -2,7 +2,12 @@
 
 Lists stores from earlier sessions and other processes too (see `RunIndex`: root attributes
 only, cached by mtime). Select one row to see its chains' traces, read from its store; select
-several to overlay their mean traces, one colour per run.
+several (Ctrl/Shift-click) to overlay their mean traces, one colour per run.
+
+The table is plain HTML (pandas escapes every cell), sorted and filtered on the server: it needs
+no JavaScript beyond Panel's own, so it works offline and in every session. (Panel's Tabulator
+loads its resources only into the first session of a server unless `pn.extension("tabulator")`
+is called, and then re-fetches stylesheets from a CDN on updates.)
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ class RunLibrary(pn.viewable.Viewer):
     runs_dir = param.Path(default=None, check_exists=False, allow_None=True)
     refresh_ms = param.Integer(default=5000, bounds=(0, None))
     selected = param.List(default=[], doc="Store paths of the selected rows.")
+    filter_text = param.String(default="", doc="Keep rows with a cell containing this text.")
+    sort_by = param.String(default="started", doc="Column the table is sorted by.")
+    descending = param.Boolean(default=True)
+    max_rows = param.Integer(default=50, bounds=(1, None), doc="Rows shown (filter to narrow).")
 
     def __init__(self, runs_dir: str | Path, index: RunIndex | None = None, **params):
         super().__init__(runs_dir=str(runs_dir), **params)
@@ -44,19 +53,23 @@ class RunLibrary(pn.viewable.Viewer):
         self.summaries: list[RunSummary] = []
         self._known_llc: dict[str, tuple[float, float]] = {}
         self._signature: tuple = ()
-        self.table = pn.widgets.Tabulator(
-            self._frame([]),
-            selectable="checkbox",
-            show_index=False,
-            disabled=True,
-            pagination="local",
-            page_size=15,
-            header_filters=True,
-            sorters=[{"field": "started", "dir": "desc"}],
-            sizing_mode="stretch_width",
-            height=420,
+        self.shown: list[RunSummary] = []  # the table's rows, in order
+        self.table = pn.pane.DataFrame(
+            self._frame([]), index=False, sizing_mode="stretch_width", max_height=420
         )
-        self.table.param.watch(self._on_select, "selection")
+        self.filter_input = pn.widgets.TextInput.from_param(
+            self.param.filter_text, name="filter", placeholder="e.g. completed, 0.001", width=220
+        )
+        self.sort_select = pn.widgets.Select.from_param(
+            self.param.sort_by, name="sort by", options=list(self._frame([]).columns), width=160
+        )
+        self.order_toggle = pn.widgets.Checkbox.from_param(self.param.descending, name="descending")
+        self.picker = pn.widgets.MultiChoice(
+            name="show traces of (several: overlaid)", options=[], sizing_mode="stretch_width"
+        )
+        self.picker.param.watch(self._on_pick, "value")
+        self.param.watch(lambda _e: self._redraw(), ["filter_text", "sort_by", "descending"])
+        self.count = pn.pane.HTML("", margin=(0, 10))
         self.message = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
         self.traces = pn.Column(sizing_mode="stretch_width")
         self.refresh_button = pn.widgets.Button(label="Refresh", width=100)
@@ -73,9 +86,32 @@ class RunLibrary(pn.viewable.Viewer):
         if signature == self._signature:
             return
         self._signature = signature
-        selected = set(self.selected)
-        self.table.value = self._frame(self.summaries)
-        self.table.selection = [i for i, s in enumerate(self.summaries) if s.path in selected]
+        self._redraw()
+
+    def _redraw(self) -> None:
+        """The table: summaries passing the filter, sorted, at most `max_rows`."""
+        frame = self._frame(self.summaries)
+        frame["_i"] = range(len(frame))
+        needle = self.filter_text.strip().lower()
+        if needle and len(frame):
+            cells = frame.drop(columns="_i").astype(str)
+            hit = cells.apply(lambda col: col.str.lower().str.contains(needle, regex=False))
+            frame = frame[hit.any(axis=1)]
+        # "started" sorts by the scan's order (start time, then name), finer than the text.
+        key = "_i" if self.sort_by == "started" else self.sort_by
+        if key in frame.columns:
+            frame = frame.sort_values(key, ascending=not self.descending, kind="stable")
+        total = len(frame)
+        frame = frame.head(self.max_rows)
+        self.shown = [self.summaries[i] for i in frame["_i"]]
+        self.table.object = frame.drop(columns="_i").reset_index(drop=True)
+        self.count.object = (
+            f"{total} runs" if total <= self.max_rows else f"showing {self.max_rows} of {total}"
+        )
+        names = {s.name: s.path for s in self.summaries}
+        self._paths_by_name = names
+        self.picker.options = list(reversed(list(names)))
+        self.picker.value = [n for n in self.picker.value if n in names]
 
     def _frame(self, summaries: list[RunSummary]) -> pd.DataFrame:
         rows = []
@@ -108,12 +144,13 @@ class RunLibrary(pn.viewable.Viewer):
         self._signature = ()  # redraw at the next refresh
 
     def select(self, paths: list[str]) -> None:
-        """Select the runs at these store paths (as clicking their rows does)."""
+        """Show the traces of the runs at these store paths (as picking them does)."""
         wanted = {str(p) for p in paths}
-        self.table.selection = [i for i, s in enumerate(self.summaries) if s.path in wanted]
+        self.picker.value = [s.name for s in self.summaries if s.path in wanted]
 
-    def _on_select(self, event) -> None:
-        chosen = [self.summaries[i] for i in event.new if i < len(self.summaries)]
+    def _on_pick(self, event) -> None:
+        by_name = {s.name: s for s in self.summaries}
+        chosen = [by_name[n] for n in event.new if n in by_name]
         self.selected = [s.path for s in chosen]
         self.show(chosen)
 
@@ -147,7 +184,8 @@ class RunLibrary(pn.viewable.Viewer):
             )
         ]
         # The LLC column fills in for runs whose traces were read.
-        self.table.value = self._frame(self.summaries)
+        self.table.object = None
+        self._redraw()
 
     # --- layout and lifecycle -----------------------------------------------------------------------
 
@@ -165,15 +203,13 @@ class RunLibrary(pn.viewable.Viewer):
         where = escape.code(self.runs_dir)
         return pn.Column(
             pn.Row(
-                pn.pane.HTML(
-                    f"Every store under {where}: tick rows to show their traces (several: "
-                    "overlaid). Sort by a column header; filter under it.",
-                    sizing_mode="stretch_width",
-                ),
+                pn.pane.HTML(f"Every store under {where}.", sizing_mode="stretch_width"),
                 self.refresh_button,
                 sizing_mode="stretch_width",
             ),
+            pn.Row(self.filter_input, self.sort_select, self.order_toggle, self.count),
             self.table,
+            self.picker,
             self.message,
             self.traces,
             sizing_mode="stretch_width",

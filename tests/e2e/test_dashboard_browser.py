@@ -154,15 +154,14 @@ def test_open_store_watches_a_run_written_elsewhere(server, browser):
 
 def test_run_library_lists_earlier_runs_and_overlays_two(server, browser):
     page = open_page(browser, server["url"] + "?demo=dln")
-    library = page.locator(".tabulator")
-    library.wait_for(timeout=30_000)
     page.get_by_role("button", name="Refresh").click()
     # Runs of earlier tests and sessions, including the store written by sample() directly.
-    expect(library.get_by_text("elsewhere.zarr")).to_be_visible(timeout=30_000)
-    rows = library.locator(".tabulator-row")
-    assert rows.count() >= 2
-    for i in range(2):
-        rows.nth(i).locator(".tabulator-cell").first.click()
+    expect(page.get_by_text("elsewhere.zarr")).to_be_visible(timeout=30_000)
+    picker = page.get_by_role("textbox").and_(page.locator(".choices__input--cloned")).last
+    for name in ("elsewhere", "run1"):
+        picker.click()
+        picker.fill(name)
+        picker.press("Enter")
     overlay = page.get_by_text("Mean sampling loss per step")
     page.wait_for_function(
         "() => Bokeh.documents.some(d => [...d._all_models.values()].some("

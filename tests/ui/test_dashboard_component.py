@@ -221,8 +221,8 @@ def test_library_lists_this_sessions_runs_with_every_setting(dashboard):
     dashboard.form.set_values({"lr": 2e-3})
     dashboard.start()
     dashboard.wait(120)
-    table = dashboard.library.table.value
-    assert list(table["lr"]) == [1e-3, 2e-3]
+    table = dashboard.library.table.object
+    assert list(table["lr"]) == [2e-3, 1e-3]  # newest first
     assert list(table["status"]) == ["completed", "completed"]
     # Settings at their defaults are listed too (they were None before).
     assert list(table["num_chains"]) == [2, 2] and list(table["num_draws"]) == [8, 8]

@@ -104,7 +104,7 @@ def test_restart_stops_the_run_and_starts_one_with_the_new_settings(slow):
     assert slow.running and slow.control.pending == {}
     assert slow.wait(120)
     assert second.config.lr == 2e-3
-    table = slow.library.table.value
+    table = slow.library.table.object
     statuses = dict(zip(table["lr"], table["status"], strict=True))
     assert statuses == {1e-3: "stopped", 2e-3: "completed"}
 
@@ -117,3 +117,13 @@ def test_a_dashboard_outside_a_server_session_is_freed(data, tmp_path):
     del dash
     gc.collect()
     assert ref() is None
+
+
+def test_a_job_started_without_waiting_reports_an_input_error_in_its_state(data):
+    from devinterp_ui.live import SamplingJob
+
+    job = SamplingJob(TinyLM(), data, **{**BASE, "batch_size": 1000})
+    job.start(wait=False)  # returns at once; the data check runs in the thread
+    assert job.wait(30)
+    assert job.state == "failed" and job.failed_before_store
+    assert "batch_size=1000 is larger than the dataset" in job.error.message

@@ -22,13 +22,13 @@ def runs(tmp_path, make_store):
 
 
 def test_a_new_library_lists_stores_written_before_it_existed(runs):
-    table = RunLibrary(runs).table.value
-    assert sorted(table["run"]) == ["a.zarr", "b.zarr"]
+    table = RunLibrary(runs).table.object
+    assert list(table["run"]) == ["b.zarr", "a.zarr"]  # newest first
     assert set(table["status"]) == {"completed"}
 
 
 def test_rows_hold_every_setting_with_defaults_filled_in(runs):
-    table = RunLibrary(runs).table.value.set_index("run")
+    table = RunLibrary(runs).table.object.set_index("run")
     assert table.loc["b.zarr", "num_chains"] == 3
     assert table.loc["a.zarr", "num_draws"] == 6
     for name in SETTINGS:
@@ -37,7 +37,7 @@ def test_rows_hold_every_setting_with_defaults_filled_in(runs):
 
 
 def test_rows_say_when_a_run_started_and_how_long_it_took(runs):
-    table = RunLibrary(runs).table.value
+    table = RunLibrary(runs).table.object
     assert all(table["started"].str.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"))
     assert all(table["duration"].str.endswith("s"))
 
@@ -45,7 +45,7 @@ def test_rows_say_when_a_run_started_and_how_long_it_took(runs):
 def test_a_foreign_zarr_group_is_listed_as_unknown(runs):
     group = zarr.open_group(str(runs / "foreign.zarr"), mode="w")
     group.create_array("x", shape=(3,), dtype="f4")
-    table = RunLibrary(runs).table.value.set_index("run")
+    table = RunLibrary(runs).table.object.set_index("run")
     assert table.loc["foreign.zarr", "status"] == "unknown"
 
 
@@ -91,7 +91,7 @@ def test_ticking_one_run_shows_its_chains(runs):
     assert len(loss_fig.renderers) == 3  # one line per chain
     assert library.selected == [str(runs / "b.zarr")]
     # The LLC column fills in once the run's traces were read.
-    table = library.table.value.set_index("run")
+    table = library.table.object.set_index("run")
     assert math.isfinite(table.loc["b.zarr", "LLC"])
 
 
@@ -116,7 +116,41 @@ def test_selection_survives_a_refresh_that_adds_a_run(runs, make_store):
     make_store(runs / "c.zarr")
     library.refresh()
     assert library.selected == [str(runs / "a.zarr")]
-    assert [library.summaries[i].name for i in library.table.selection] == ["a.zarr"]
+    assert library.picker.value == ["a.zarr"]
+
+
+def test_the_table_sorts_by_any_column(runs):
+    library = RunLibrary(runs)
+    library.sort_by, library.descending = "lr", False
+    assert list(library.table.object["lr"]) == [1e-3, 2e-3]
+    library.descending = True
+    assert list(library.table.object["lr"]) == [2e-3, 1e-3]
+
+
+def test_cells_are_escaped_html(runs):
+    import json as _json
+
+    meta = runs / "a.zarr" / "zarr.json"
+    doc = _json.loads(meta.read_text())
+    doc["attributes"]["metadata"]["config"]["sampler"]["sampling_method"] = "<b>x</b>"
+    meta.write_text(_json.dumps(doc))
+    import html
+
+    from bokeh.document import Document
+
+    # The model's text is escaped once for transport; the page's HTML is that text unescaped.
+    page_html = html.unescape(RunLibrary(runs).table.get_root(Document()).text)
+    assert "&lt;b&gt;x&lt;/b&gt;" in page_html and "<b>x</b>" not in page_html
+
+
+def test_the_filter_keeps_rows_holding_its_text(runs):
+    library = RunLibrary(runs)
+    library.filter_text = "0.002"
+    assert list(library.table.object["run"]) == ["b.zarr"]
+    library.filter_text = "no such run"
+    assert len(library.table.object) == 0
+    library.filter_text = ""
+    assert len(library.table.object) == 2
 
 
 def test_the_llc_of_a_run_finished_in_the_dashboard_shows_in_its_row(tmp_path, data):
@@ -130,5 +164,5 @@ def test_the_llc_of_a_run_finished_in_the_dashboard_shows_in_its_row(tmp_path, d
                      num_draws=5, batch_size=8, num_init_loss_batches=1)  # fmt: skip
     dash.start()
     dash.wait(60)
-    (llc,) = dash.library.table.value["LLC"]
+    (llc,) = dash.library.table.object["LLC"]
     assert llc == pytest.approx(dash.current.llc_mean, abs=1e-4)
