@@ -16,13 +16,20 @@ from devinterp_ui.analysis import (
     susceptibilities,
     unflatten_susceptibilities,
 )
-from devinterp_ui.config import SETTINGS, SamplerConfig
+from devinterp_ui.config import (
+    METHOD_KWARGS,
+    SETTINGS,
+    SamplerConfig,
+    setting_errors,
+    validate_settings,
+)
 from devinterp_ui.live import JobProgress, NewRows, SamplingJob, StoreReader, StoreStatus
 from devinterp_ui.runner import StepSummary
 from devinterp_ui.sample import sample
 from devinterp_ui.store.cache import StoreConflictError
 
 __all__ = [
+    "METHOD_KWARGS",
     "SETTINGS",
     "JobProgress",
     "NewRows",
@@ -41,6 +48,8 @@ __all__ = [
     "default_nbeta",
     "llc",
     "sample",
+    "setting_errors",
     "susceptibilities",
     "unflatten_susceptibilities",
+    "validate_settings",
 ]
