@@ -50,20 +50,23 @@ EXAMPLES: dict[str, Any] = {
 }
 
 
+# Every setting is `constant`: set when the config is built (and validated), never after.
 def _positive(default, doc, **kw):
-    return param.Number(default, bounds=(0, None), inclusive_bounds=(False, True), doc=doc, **kw)
+    return param.Number(
+        default, bounds=(0, None), inclusive_bounds=(False, True), doc=doc, constant=True, **kw
+    )
 
 
 def _nonnegative(default, doc, **kw):
-    return param.Number(default, bounds=(0, None), doc=doc, **kw)
+    return param.Number(default, bounds=(0, None), doc=doc, constant=True, **kw)
 
 
 def _count(default, doc, low=1, high=None):
-    return param.Integer(default, bounds=(low, high), doc=doc)
+    return param.Integer(default, bounds=(low, high), doc=doc, constant=True)
 
 
 def _seed(default, doc):
-    return param.Integer(default, bounds=SEED_BOUNDS, doc=doc)
+    return param.Integer(default, bounds=SEED_BOUNDS, doc=doc, constant=True)
 
 
 class SamplerConfig(param.Parameterized):
@@ -94,11 +97,12 @@ class SamplerConfig(param.Parameterized):
         None, "Clamp each weight to within this of the checkpoint.", allow_None=True
     )
     sampling_method = param.Selector(
-        default="sgmcmc_sgld", objects=list(SAMPLING_METHODS), doc="Update rule."
+        default="sgmcmc_sgld", objects=list(SAMPLING_METHODS), doc="Update rule.", constant=True
     )
     sampling_method_kwargs = param.Dict(
         default=None,
         allow_None=True,
+        constant=True,
         doc="Extra arguments of the update rule (rmsprop_sgld: eps, alpha; sgnht: "
         "diffusion_factor).",
     )
@@ -110,19 +114,21 @@ class SamplerConfig(param.Parameterized):
         bounds=(0, 1),
         inclusive_bounds=(True, False),
         allow_None=True,
+        constant=True,
         doc="Alias of sampling_method_kwargs['alpha'] (rmsprop_sgld only).",
     )
-    shuffle = param.Boolean(True, doc="Shuffle the sampling data each epoch.")
+    shuffle = param.Boolean(True, doc="Shuffle the sampling data each epoch.", constant=True)
     match_sampling_input_ids_across_chains = param.Boolean(
-        True, doc="Every chain sees the same batch order."
+        True, doc="Every chain sees the same batch order.", constant=True
     )
     init_noise = _nonnegative(
         None, "Std of Gaussian noise added to sampled weights at the start.", allow_None=True
     )
-    save_metrics = param.Boolean(False, doc="Record SGLD diagnostics per step.")
+    save_metrics = param.Boolean(False, doc="Record SGLD diagnostics per step.", constant=True)
     model_mode = param.Selector(
         default="train",
         objects=["train", "eval"],
+        constant=True,
         doc="Mode the model computes the init loss and samples in: 'train' calls model.train() "
         "as devinterp 2.x does (dropout active, batch norm on batch statistics); 'eval' calls "
         "model.eval().",
@@ -131,20 +137,26 @@ class SamplerConfig(param.Parameterized):
     def __init__(self, **values):
         raise_first(_problems(values))
         super().__init__(**_plain(values))
+        # Settings are constant once validated, so the step schedule the runner asks about at
+        # every chain step is kept as plain ints (a param attribute read costs microseconds).
+        self._schedule = (self.num_burnin_steps, self.num_steps_bw_draws, self.num_draws)
 
     # --- derived ----------------------------------------------------------------------------
 
     @property
     def total_steps(self) -> int:
         """SGLD steps per chain, burn-in included."""
-        return self.num_burnin_steps + self.num_draws * self.num_steps_bw_draws
+        burnin, thin, draws = self._schedule
+        return burnin + draws * thin
 
     def is_draw(self, step: int) -> bool:
-        s = step - self.num_burnin_steps
-        return s >= 0 and s % self.num_steps_bw_draws == 0
+        burnin, thin, _ = self._schedule
+        s = step - burnin
+        return s >= 0 and s % thin == 0
 
     def draw_index(self, step: int) -> int:
-        return (step - self.num_burnin_steps) // self.num_steps_bw_draws
+        burnin, thin, _ = self._schedule
+        return (step - burnin) // thin
 
     def method_kwargs(self) -> dict[str, float]:
         """The update rule's own arguments: its defaults (METHOD_KWARGS), then
