@@ -288,6 +288,12 @@ def _field_problem(name: str, value: Any) -> tuple[type[Exception], str] | None:
             return ValueError, f"{name} is required: pass {name}=<number {_bounds(p)}>."
         if p.allow_None:
             return None
+        if isinstance(p, param.Number):
+            example = EXAMPLES.get(name, p.default)
+            return TypeError, (
+                f"{name} has no value (None); it takes a number {_bounds(p)}: pass e.g. "
+                f"{name}={example}."
+            )
     if kind in ("float", "optional_float"):
         return _number_problem(name, value, p, integer=False)
     if kind in ("int", "seed"):

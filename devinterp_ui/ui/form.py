@@ -82,6 +82,13 @@ def parse_value(name: str, text: str) -> Any:
     return number
 
 
+def _is_number_for(name: str, value: Any) -> bool:
+    """`value` has the type the setting takes (a number, or None where None is allowed)."""
+    if value is None:
+        return SETTINGS[name]["kind"] == "optional_float"
+    return isinstance(value, (int, float))
+
+
 def _description(name: str) -> str:
     p = declaration(name)
     low, high = p.bounds if getattr(p, "bounds", None) else (None, None)
@@ -114,8 +121,12 @@ class SettingsForm(pn.viewable.Viewer):
 
     check: optional extra validation with data in hand (e.g. batch_size vs dataset rows),
     returning {setting name or "form": message}; run only when every setting is valid.
-    `values` holds what the fields hold: a number field with text that is not a number gives
-    that text (and `valid` is False), an empty optional field gives None.
+
+    `typed_values` is what the fields hold, parsed: a number field whose text is not a number
+    gives that text, an empty field None; validation reads it, so the message under the field
+    says what is wrong. `values` is the same except that such a field keeps its last number, so
+    code computing with `values` (hints) never meets a string; `valid` is False meanwhile, and
+    Start with it.
     """
 
     valid = param.Boolean(default=True, doc="No field shows an error.")
@@ -143,6 +154,9 @@ class SettingsForm(pn.viewable.Viewer):
             "", styles={"font-size": "12px", "color": "#555"}, margin=(-6, 10, 0, 10)
         )
         self._extra_basic = extra_basic or []
+        self._last_number = {
+            n: defaults[n] for n in names if isinstance(self.widgets[n], pn.widgets.TextInput)
+        }
         for w in self.widgets.values():
             w.param.watch(self._revalidate, "value")
         self._revalidate()
@@ -150,12 +164,20 @@ class SettingsForm(pn.viewable.Viewer):
     # --- values -----------------------------------------------------------------------------
 
     @property
-    def values(self) -> dict[str, Any]:
+    def typed_values(self) -> dict[str, Any]:
         out = {}
         for name, w in self.widgets.items():
             out[name] = (
                 parse_value(name, w.value) if isinstance(w, pn.widgets.TextInput) else w.value
             )
+        return out
+
+    @property
+    def values(self) -> dict[str, Any]:
+        out = self.typed_values
+        for name, last in self._last_number.items():
+            if not _is_number_for(name, out[name]):
+                out[name] = last
         return out
 
     def set_values(self, values: dict[str, Any]) -> None:
@@ -168,7 +190,10 @@ class SettingsForm(pn.viewable.Viewer):
     # --- validation -------------------------------------------------------------------------
 
     def _revalidate(self, *_events) -> None:
-        values = self.values
+        values = self.typed_values
+        for name in self._last_number:
+            if _is_number_for(name, values[name]):
+                self._last_number[name] = values[name]
         errors = setting_errors(values)
         if not errors and self._check is not None:
             errors.update(self._check(values))

@@ -33,6 +33,8 @@ def test_text_that_is_not_a_number_is_reported_under_its_field(form):
     assert message.object == setting_errors({"lr": "abc", "n_beta": 20.0})["lr"]
     type_into(form, "num_chains", "four")
     assert "'four' is not a number" in form.messages["num_chains"].object
+    # Code computing with `values` keeps the last number; validation sees the text.
+    assert form.typed_values["num_chains"] == "four" and form.values["num_chains"] == 4
 
 
 def test_small_lr_is_shown_in_scientific_notation_and_stored_exactly(form):
