@@ -40,13 +40,19 @@ HIDDEN = tuple(n for n in SETTING_NAMES if SETTINGS[n]["kind"] == "object")
 # Shown in scientific notation: step sizes live on a log scale.
 SCIENTIFIC = ("lr",)
 
-ERROR_STYLE = {
-    "color": "#b3261e",
-    "font-size": "12px",
-    "font-family": "inherit",
-    "white-space": "pre-wrap",
-    "margin-top": "-6px",
-}
+ERROR_STYLE = {"color": "#b3261e", "font-size": "12px", "margin-top": "-6px"}
+# The message text sits in a <pre>: wrap it within the field's column, in the page's font.
+ERROR_SHEET = "pre { white-space: pre-wrap; font-family: inherit; margin: 0; }"
+
+
+class FieldMessage(pn.pane.Str):
+    """A message shown as plain text: `object` is the message itself, and the page gets it
+    HTML-escaped, so nothing typed into a field can reach the page as markup. (`pn.pane.Str`
+    alone sends its text as HTML inside a <pre>: markup in it would render and run.)"""
+
+    def _transform_object(self, obj: Any) -> dict[str, Any]:
+        text = "" if obj is None else str(obj)
+        return super()._transform_object(html.escape(text) if text else text)
 
 
 def format_value(name: str, value: Any) -> str:
@@ -145,9 +151,16 @@ class SettingsForm(pn.viewable.Viewer):
         defaults.update(values or {})
         names = [n for n in SETTING_NAMES if n not in HIDDEN]
         self.widgets = {n: _widget(n, defaults[n]) for n in names}
-        # Str renders its text literally: nothing typed into a field reaches the page as HTML.
         self.messages = {
-            n: pn.pane.Str("", styles=ERROR_STYLE, visible=False, margin=(0, 10)) for n in names
+            n: FieldMessage(
+                "",
+                styles=ERROR_STYLE,
+                stylesheets=[ERROR_SHEET],
+                visible=False,
+                margin=(0, 10),
+                sizing_mode="stretch_width",
+            )
+            for n in names
         }
         self.form_message = pn.pane.Alert("", alert_type="danger", visible=False)
         self.n_beta_hint = pn.pane.HTML(

@@ -1,5 +1,7 @@
 """The settings form is built from the one declaration and shows exactly what it stores."""
 
+import html
+
 import panel as pn
 import pytest
 
@@ -70,8 +72,10 @@ def test_sgnht_is_a_method_choice(form):
 def test_a_message_with_markup_is_shown_as_text(form):
     type_into(form, "lr", "<img src=x onerror=alert(1)>")
     pane = form.messages["lr"]
-    assert isinstance(pane, pn.pane.Str)  # renders its text literally, never as HTML
-    assert "<img src=x onerror=alert(1)>" in pane.object
+    assert "<img src=x onerror=alert(1)>" in pane.object  # the message itself
+    sent = pane._transform_object(pane.object)["object"]  # what the page receives
+    assert "<img" not in html.unescape(sent)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html.unescape(sent)
 
 
 @pytest.mark.parametrize(
