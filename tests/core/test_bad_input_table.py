@@ -96,6 +96,10 @@ CASES = [
      r"the store would take up to .* free; lower num_draws", 0),
     ("absurd_num_chains", {"num_chains": 10**6}, ValueError,
      r"num_chains must be an integer >= 1 and <= 4096", 0),
+    ("chains_do_not_fit_in_memory",
+     {"model": torch.nn.Linear(10**6, 10**6, device="meta"), "device": "cpu"}, ValueError,
+     r"num_chains=2 needs 4 model copies \(.* TiB\) but cpu has .* available; lower "
+     r"num_chains or pass chain_schedule='sequential'", 0),
     ("parent_is_a_file", parent_is_a_file, ValueError,
      r"cannot be created: .*file' is a file, not a directory", 0),
     ("read_only_directory", read_only_dir, ValueError,
@@ -124,11 +128,12 @@ def test_bad_input_is_refused_before_compute_and_before_any_store(
     args = overrides(tmp_path) if callable(overrides) else dict(overrides)
     data = args.pop("dataset", tokens())
     observables = args.pop("observables", {})
+    model = args.pop("model", None) or CountingLM()
     args.setdefault("output_path", tmp_path / "run.zarr")
     before = set(tmp_path.rglob("*"))
     CountingLM.calls = 0
     with pytest.raises(exc, match=match):
-        sample(CountingLM(), data, observables, **{**BASE, **args})
+        sample(model, data, observables, **{**BASE, **args})
     assert CountingLM.calls <= forwards
     assert set(tmp_path.rglob("*")) == before  # no store, no .building directory
 
