@@ -114,3 +114,15 @@ def test_sample_and_sampling_job_raise_the_same_message_as_setting_errors(bad):
     with pytest.raises((TypeError, ValueError)) as from_job:
         SamplingJob(TinyLM(), data, {}, **settings)
     assert str(from_sample.value) == str(from_job.value) == expected
+
+
+def test_sample_signature_lists_every_setting_with_its_declared_default():
+    import inspect
+
+    params = inspect.signature(sample).parameters
+    for name in SETTING_NAMES:
+        expected = (
+            inspect.Parameter.empty if name in ("lr", "n_beta") else SETTINGS[name]["default"]
+        )
+        assert params[name].default == expected, name
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
