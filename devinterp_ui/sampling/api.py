@@ -194,13 +194,16 @@ def sample(
     sampled = resolve_param_masks(model, param_masks)
     device = resolve_device(model, device)
     vocab = vocab_size(model)
-    check_token_ids(source, "dataset", vocab)
+    largest = [len(source), check_token_ids(source, "dataset", vocab) or 0]
     for o in obs:
-        check_token_ids(o.source, f"observables[{o.name!r}]", vocab)
+        largest += [
+            len(o.source),
+            check_token_ids(o.source, f"observables[{o.name!r}]", vocab) or 0,
+        ]
     check_chains_fit(model, config.num_chains, chain_schedule, device)
     # A lower bound of the store's size (one loss per row) refuses hopeless sizes before any
     # forward pass; the exact size is checked once the probe has fixed the positions per row.
-    check_store_fits(path, build_schema(_layout(config, source, obs, 1)))
+    check_store_fits(path, build_schema(_layout(config, source, obs, 1)), max(largest))
     loss_fn = loss_fn or next_token_loss
 
     base = working_copy(model, device, config.model_mode)
@@ -209,7 +212,7 @@ def sample(
         check_vectorizable(base, sampled, source, loss_fn, device)
     layout = _layout(config, source, obs, num_positions)
     schema = build_schema(layout)
-    check_store_fits(path, schema)
+    check_store_fits(path, schema, max(largest))
     identity = store_identity(model, source, config, obs, layout, schema, sampled, loss_fn)
 
     temporary = path is None

@@ -122,16 +122,19 @@ def vocab_size(model: torch.nn.Module) -> int | None:
     return None
 
 
-def check_token_ids(source: DataSource, name: str, vocab: int | None) -> None:
+def check_token_ids(source: DataSource, name: str, vocab: int | None) -> int | None:
     """Every token id of token data is >= 0 and < vocab (when the vocabulary is known).
 
-    Raises ValueError naming the first bad row and id. Reads every row once, in slices.
+    Returns the largest id (None for data other than tokens). Raises ValueError naming the
+    first bad row and id. Reads every row once, in slices.
     """
     if source.kind != "token":
-        return
+        return None
     n = len(source)
+    largest = 0
     for start in range(0, n, _SCAN_ROWS):
         ids = source.token_ids(np.arange(start, min(n, start + _SCAN_ROWS)))
+        largest = max(largest, int(ids.max()))
         bad = ids < 0
         if vocab is not None:
             bad |= ids >= vocab
@@ -143,6 +146,7 @@ def check_token_ids(source: DataSource, name: str, vocab: int | None) -> None:
                 f"{name} row {start + row} holds token id {value} at position {col}; token ids "
                 f"must be in {allowed}. Re-tokenize with the model's tokenizer, or drop that row."
             )
+    return largest
 
 
 def check_output_path(output_path) -> Path | None:
@@ -185,26 +189,36 @@ def _read_only(directory: Path) -> bool:
     return not os.access(directory, os.W_OK | os.X_OK) or not mode & 0o222
 
 
-def store_nbytes(schema: dict) -> int:
-    """Bytes of every array of a store, uncompressed: an upper bound on its size on disk."""
+def store_nbytes(schema: dict, largest_int: int | None = None) -> int:
+    """Bytes of every array of a store. Uncompressed (an upper bound on its size on disk) by
+    default; with `largest_int` (the largest token id or row index it holds), integer arrays
+    count only the bytes that value needs, as compression could at best store them, so the
+    total is a lower bound."""
     total = 0
     for spec in schema.values():
-        total += math.prod(spec.shape) * np.dtype(spec.dtype).itemsize
+        itemsize = np.dtype(spec.dtype).itemsize
+        if largest_int is not None and np.dtype(spec.dtype).kind in "iu":
+            itemsize = max(1, math.ceil(int(largest_int).bit_length() / 8))
+        total += math.prod(spec.shape) * itemsize
     return int(total)
 
 
-def check_store_fits(path: Path | None, schema: dict) -> None:
-    """Refuse a store larger than the free space where it would be written (ValueError)."""
-    need = store_nbytes(schema)
+def check_store_fits(path: Path | None, schema: dict, largest_int: int) -> None:
+    """Refuse a store that cannot fit in the free space where it would be written
+    (ValueError). Float arrays count in full (losses barely compress), integer arrays at the
+    bytes their largest value needs (token ids and row indices compress well), so a run is
+    refused only when it surely cannot fit."""
+    need = store_nbytes(schema, largest_int)
     where = Path(tempfile.gettempdir()) if path is None else path
     while not where.exists() and where != where.parent:
         where = where.parent
     free = shutil.disk_usage(where).free
     if need > free:
         raise ValueError(
-            f"the store would take up to {_size(need)} (uncompressed) but {str(where)!r} has "
-            f"{_size(free)} free; lower num_draws, num_burnin_steps, num_chains or batch_size, "
-            "or pass an output_path on a larger disk."
+            f"the store would take at least {_size(need)} (compressed at best; "
+            f"{_size(store_nbytes(schema))} uncompressed) but {str(where)!r} has {_size(free)} "
+            "free; lower num_draws, num_burnin_steps, num_chains or batch_size, or pass an "
+            "output_path on a larger disk."
         )
 
 

@@ -93,7 +93,8 @@ CASES = [
     ("flush_interval_nan", {"flush_interval": math.nan}, ValueError,
      r"flush_interval must be a finite number", 0),
     ("store_larger_than_disk", {"num_draws": 10**12}, ValueError,
-     r"the store would take up to .* free; lower num_draws", 0),
+     r"the store would take at least .* \(compressed at best; .* uncompressed\) but .* free; "
+     r"lower num_draws", 0),
     ("absurd_num_chains", {"num_chains": 10**6}, ValueError,
      r"num_chains must be an integer >= 1 and <= 4096", 0),
     ("chains_do_not_fit_in_memory",
@@ -208,3 +209,16 @@ def test_stop_ends_the_init_loss_phase(tmp_path):
     assert tree.attrs["progress"]["status"] == "stopped"
     assert "completed" not in tree.attrs
     assert tree.attrs["progress"]["chains"]["steps_written"] == [0, 0]
+
+
+def test_store_size_counts_floats_in_full_and_integers_at_the_bytes_they_need():
+    from devinterp_ui.sampling.inputs import store_nbytes
+    from devinterp_ui.store.schema import ArraySpec
+
+    schema = {
+        "loss": ArraySpec("loss", ("chain", "step"), (2, 100), "float32"),
+        "ids": ArraySpec("ids", ("chain", "step", "token"), (2, 100, 6), "int64"),
+    }
+    assert store_nbytes(schema) == 2 * 100 * 4 + 2 * 100 * 6 * 8  # uncompressed
+    assert store_nbytes(schema, largest_int=200) == 2 * 100 * 4 + 2 * 100 * 6 * 1
+    assert store_nbytes(schema, largest_int=50_000) == 2 * 100 * 4 + 2 * 100 * 6 * 2
