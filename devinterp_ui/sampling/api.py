@@ -30,11 +30,11 @@ from devinterp_ui.sampling.init_loss import init_losses
 from devinterp_ui.sampling.inputs import (
     as_dataset,
     batch_size_error,
+    check_all_token_ids,
     check_chains_fit,
     check_output_path,
     check_run_options,
     check_store_fits,
-    check_token_ids,
     vocab_size,
 )
 from devinterp_ui.sampling.observables import build_observables
@@ -193,17 +193,15 @@ def sample(
     obs = build_observables(observables, config, source, loss_fn)
     sampled = resolve_param_masks(model, param_masks)
     device = resolve_device(model, device)
-    vocab = vocab_size(model)
-    largest = [len(source), check_token_ids(source, "dataset", vocab) or 0]
-    for o in obs:
-        largest += [
-            len(o.source),
-            check_token_ids(o.source, f"observables[{o.name!r}]", vocab) or 0,
-        ]
+    largest = check_all_token_ids(source, obs, vocab_size(model))
     check_chains_fit(model, config.num_chains, chain_schedule, device)
-    # A lower bound of the store's size (one loss per row) refuses hopeless sizes before any
-    # forward pass; the exact size is checked once the probe has fixed the positions per row.
-    check_store_fits(path, build_schema(_layout(config, source, obs, 1)), max(largest))
+    # A store already at output_path is reused or refused below, never rewritten: only a new
+    # one needs the space. A lower bound of its size (one loss per row) refuses hopeless sizes
+    # before any forward pass; the exact size is checked once the probe has fixed the
+    # positions per row.
+    new_store = path is None or not path.exists()
+    if new_store:
+        check_store_fits(path, build_schema(_layout(config, source, obs, 1)), largest)
     loss_fn = loss_fn or next_token_loss
 
     base = working_copy(model, device, config.model_mode)
@@ -212,7 +210,8 @@ def sample(
         check_vectorizable(base, sampled, source, loss_fn, device)
     layout = _layout(config, source, obs, num_positions)
     schema = build_schema(layout)
-    check_store_fits(path, schema, max(largest))
+    if new_store:
+        check_store_fits(path, schema, largest)
     identity = store_identity(model, source, config, obs, layout, schema, sampled, loss_fn)
 
     temporary = path is None

@@ -149,6 +149,16 @@ def check_token_ids(source: DataSource, name: str, vocab: int | None) -> int | N
     return largest
 
 
+def check_all_token_ids(source: DataSource, obs: list, vocab: int | None) -> int:
+    """`check_token_ids` on the dataset and every observable; returns the largest integer the
+    store will hold (token id or row index), for `check_store_fits`."""
+    largest = [len(source), check_token_ids(source, "dataset", vocab) or 0]
+    for o in obs:
+        found = check_token_ids(o.source, f"observables[{o.name!r}]", vocab)
+        largest += [len(o.source), found or 0]
+    return max(largest)
+
+
 def check_output_path(output_path) -> Path | None:
     """`output_path` as a Path, refusing paths a store cannot be created at (before compute).
 
