@@ -1,7 +1,10 @@
-"""Local learning coefficient from a sample tree: lambda_hat = n_beta (E[L_n(w)] - L_n(w0)).
+"""Local learning coefficient: lambda_hat = n_beta (E[L_n(w)] - L_n(w0)), the one estimator.
 
 The expectation runs over SGLD steps (every step's mini-batch loss, `sampling_loss_micro`), the
-mini-batch rows and the loss positions; L_n(w0) is the mean `init_loss` over chains.
+mini-batch rows and the loss positions; L_n(w0) is the mean `init_loss` over chains (as
+devinterp 2.0.1 does, also when chains drew different batches). `llc_from_loss_trace` is the
+estimator itself; `compute_llc` feeds it a finished tree and `StoreReader` (live) its
+accumulated rows, so the running LLC, the final LLC and the per-chain table are one computation.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from devinterp_ui.analysis.sample_tree import (
     sampler_setting,
     tree_n_beta,
 )
+from devinterp_ui.store.written import written_mask
 
-__all__ = ["compute_llc", "default_nbeta", "llc"]
+__all__ = ["compute_llc", "default_nbeta", "initial_loss", "llc", "llc_from_loss_trace"]
 
 
 def default_nbeta(n: int | float) -> float:
@@ -38,48 +42,83 @@ def default_nbeta(n: int | float) -> float:
 
 
 def compute_llc(tree: xr.DataTree | xr.Dataset, include_burnin: bool = False) -> xr.Dataset:
-    """LLC estimate and traces from a sample tree.
+    """LLC estimate and traces from a sample tree, or from the rows a `StoreReader` has read.
 
     Reads `sampling_loss_micro` (chain, step, batch_sampling, token_pos), `init_loss`
     (chain, token_pos), `n_beta` and `metadata.config.sampler.num_burnin_steps` (0 if absent).
+    Instead of `sampling_loss_micro`, a `loss_trace` (chain, step) of per-step mean losses is
+    accepted: `StoreReader.accumulated()` gives one, so a live run's figures come from this
+    same function.
 
     Steps used: those with step index >= num_burnin_steps, or every step with
     `include_burnin=True`, which reproduces devinterp 2.x's `compute_llc` (it averages every
-    step). Rows never written (a stopped, failed or still-running chain leaves NaN rows) and rows
-    whose loss is not finite are skipped: each chain averages over its written, finite rows only,
-    so a chain that stopped early contributes a shorter average and a chain with no usable row
-    gets NaN (and is left out of `llc_mean`/`llc_std`).
+    step). Rows beyond the store's progress marker (root attr `progress`: rows a killed or failed
+    writer put on disk without counting them) are not part of the run and are ignored. Rows
+    never written (a stopped, failed or still-running chain leaves NaN rows) and rows whose loss
+    is not finite are skipped too: each chain averages over its counted, finite rows only, so a
+    chain that stopped early contributes a shorter average and a chain with no usable row gets
+    NaN (and is left out of `llc_mean`/`llc_std`).
+
+    Returns `llc_from_loss_trace`'s Dataset. Raises KeyError when the tree lacks
+    `sampling_loss_micro` (or `loss_trace`), `init_loss` or n_beta.
+    """
+    ds = root_dataset(tree)
+    if "loss_trace" in ds.variables and "sampling_loss_micro" not in ds.variables:
+        require_arrays(ds, ["loss_trace", "init_loss"], "compute_llc")
+        loss_trace = ds["loss_trace"]
+    else:
+        require_arrays(ds, ["sampling_loss_micro", "init_loss"], "compute_llc")
+        # Same reduction as devinterp 2.x (xarray nan-skipping means in the stored float32),
+        # so that include_burnin=True gives their number exactly.
+        loss_trace = ds["sampling_loss_micro"].mean(dim=["batch_sampling", "token_pos"])
+        counted = written_mask(
+            ds.attrs, "step", loss_trace.sizes["chain"], loss_trace.sizes["step"]
+        )
+        if counted is not None:
+            loss_trace = loss_trace.where(counted)
+    return llc_from_loss_trace(
+        loss_trace,
+        ds["init_loss"],
+        n_beta=tree_n_beta(ds),
+        num_burnin_steps=int(sampler_setting(ds, "num_burnin_steps", 0)),
+        include_burnin=include_burnin,
+    )
+
+
+def llc_from_loss_trace(
+    loss_trace: xr.DataArray,
+    init_loss: xr.DataArray | np.ndarray,
+    *,
+    n_beta: float,
+    num_burnin_steps: int,
+    include_burnin: bool = False,
+) -> xr.Dataset:
+    """The LLC estimator: running, per chain and pooled, from per-step mean losses.
+
+    loss_trace: (chain, step) mean sampling loss of each step (nats per token or per sample);
+        step index i is step i of the run; NaN rows (never written, beyond the marker, not
+        finite) are skipped.
+    init_loss: the loss at the checkpoint, (chain, token_pos) or (chain,): L_n(w0) is its mean
+        over every finite entry, the same for every chain (devinterp 2.0.1's convention).
 
     Returns an xr.Dataset with
-        llc_mean ()                      mean of llc_per_chain over chains
+        llc_mean ()                      mean of llc_per_chain over chains (NaN chains left out)
         llc_std ()                       std over chains (ddof=0, as devinterp 2.x)
-        llc_per_chain (chain,)           n_beta * (chain's mean loss - init_loss)
+        llc_per_chain (chain,)           n_beta * (chain's mean loss over used steps - init_loss)
         llc_scalar ()                    n_beta * (mean over all used rows - init_loss)
         llc_running (chain, step)        running-mean LLC over the used steps so far (NaN before)
-        loss_trace (chain, step)         mean loss per step (over batch and positions), all steps
-        init_loss ()                     mean init_loss over chains and positions
+        loss_trace (chain, step)         the input, non-finite rows as NaN
+        init_loss ()                     L_n(w0)
         n_steps_used (chain,)            rows that entered each chain's average
     with `step` carrying a bool coordinate `burnin`, and attrs n_beta, num_burnin_steps,
     include_burnin.
-
-    Raises KeyError when the tree lacks `sampling_loss_micro`, `init_loss` or n_beta.
     """
-    ds = root_dataset(tree)
-    require_arrays(ds, ["sampling_loss_micro", "init_loss"], "compute_llc")
-    n_beta = tree_n_beta(ds)
-    burnin = int(sampler_setting(ds, "num_burnin_steps", 0))
-
-    micro = ds["sampling_loss_micro"]
-    # Same reduction as devinterp 2.x (xarray nan-skipping means in the stored float32), so that
-    # include_burnin=True gives their number exactly.
-    loss_trace = micro.mean(dim=["batch_sampling", "token_pos"])
     loss_trace = loss_trace.where(np.isfinite(loss_trace))
-    init = ds["init_loss"].values
-    init_loss_mean = float(np.mean(init[np.isfinite(init)])) if np.isfinite(init).any() else np.nan
+    init_loss_mean = initial_loss(init_loss)
 
     n_steps = loss_trace.sizes["step"]
-    first = 0 if include_burnin else min(burnin, n_steps)
-    is_burnin = np.arange(n_steps) < burnin
+    first = 0 if include_burnin else min(num_burnin_steps, n_steps)
+    is_burnin = np.arange(n_steps) < num_burnin_steps
     used = loss_trace.isel(step=slice(first, None))
 
     llc_per_chain = n_beta * (used.mean(dim="step") - init_loss_mean)
@@ -98,9 +137,21 @@ def compute_llc(tree: xr.DataTree | xr.Dataset, include_burnin: bool = False) ->
             "init_loss": init_loss_mean,
             "n_steps_used": n_used,
         },
-        attrs={"n_beta": n_beta, "num_burnin_steps": burnin, "include_burnin": int(include_burnin)},
+        attrs={
+            "n_beta": n_beta,
+            "num_burnin_steps": num_burnin_steps,
+            "include_burnin": int(include_burnin),
+        },
     )
     return out.assign_coords(burnin=("step", is_burnin))
+
+
+def initial_loss(init_loss: xr.DataArray | np.ndarray) -> float:
+    """L_n(w0) from the stored `init_loss` (chain, token_pos): the mean over every finite
+    entry, in the stored dtype as devinterp 2.x averages its float32 array. NaN if none."""
+    init = np.asarray(init_loss)
+    finite = np.isfinite(init)
+    return float(np.mean(init[finite])) if finite.any() else np.nan
 
 
 def _running_llc(

@@ -3,12 +3,15 @@
 Each `read_new()` reads the progress marker first, then only the rows that marker declares
 written and this reader has not returned yet, straight from the Zarr arrays. So a poll never
 returns a partial row, and its cost grows with the new rows, not with the run's length (at most
-one extra chunk per chain and array is decoded). The running LLC is kept as running sums.
+one extra chunk per chain and array is decoded). The running LLC comes from the package's one
+estimator (`devinterp_ui.analysis.llc.llc_from_loss_trace`) applied to the rows read so far, so
+it ends at the number `compute_llc` gives for the finished tree.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,13 +23,12 @@ import xarray as xr
 import zarr
 from zarr.core.sync import sync  # the bridge to Zarr's I/O loop that zarr.Array itself uses
 
-from devinterp_ui.live.marker import (
-    MarkerUnreadable,
-    StoreStatus,
-    read_root_attrs,
-    status_from_attrs,
-)
+from devinterp_ui.analysis.llc import initial_loss, llc_from_loss_trace
+from devinterp_ui.live.marker import StoreStatus, status_from_attrs
 from devinterp_ui.sgld import METRIC_NAMES
+from devinterp_ui.store.cleanup import remove_partial_files
+from devinterp_ui.store.liveness import HEARTBEAT_TIMEOUT, heartbeat_age
+from devinterp_ui.store.progress import KILLED, MarkerUnreadable, read_root_attrs
 
 STEP_LOSS = "sampling_loss_micro"  # (chain, step, batch_sampling, token_pos)
 DRAW_LOSS = "sampling_loss"  # (chain, draw, batch, token_pos)
@@ -45,7 +47,8 @@ class NewRows:
                              over batch_sampling and token_pos (nats per token / per sample)
         llc(row)    float64  the chain's running LLC after that step:
                              n_beta * (mean of `loss` over steps num_burnin_steps..step
-                             - mean of the chain's init_loss); NaN during burn-in
+                             - init_loss averaged over chains), from `llc_from_loss_trace`,
+                             the estimator of `compute_llc`; NaN during burn-in
         metrics_{name}(row) float32  one per SGLD diagnostic, when the run saves metrics
                                      (those chosen with `StoreReader(metrics=...)`)
     draws: Dataset over dim `row`, one row per new (chain, draw), sorted by chain then draw.
@@ -76,8 +79,13 @@ class StoreReader:
     metrics: which SGLD diagnostics `read_new()` returns, when the run saved them: True (all),
         False (none), or names from `devinterp_ui.sgld.METRIC_NAMES` ("noise", "distance", ...).
         Each is its own array, so every metric adds one chunk read per chain to a poll.
-    stale_after: seconds without a marker update after which a run that says "running" is
-        reported "stale" (for writers whose liveness cannot be checked, e.g. on another host).
+    heartbeat_timeout: seconds without a heartbeat from the writer after which a run that
+        says "running" is reported "stale" (its writer thread died or hung; see
+        devinterp_ui.store.liveness).
+    stale_after: the same for stores without a heartbeat file, judged on marker updates.
+
+    The first poll that finds the writer killed (or the run completed) removes the temporary
+    `*.partial` files a killed writer left inside the store.
 
     Raises FileNotFoundError when `path` holds no Zarr store, ValueError for unknown metrics.
     """
@@ -88,6 +96,7 @@ class StoreReader:
         *,
         metrics: bool | Iterable[str] = True,
         stale_after: float = 300.0,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     ):
         self.path = Path(path)
         if not (self.path / "zarr.json").is_file():
@@ -97,14 +106,15 @@ class StoreReader:
             )
         self.metrics = _metric_names(metrics)
         self.stale_after = float(stale_after)
+        self.heartbeat_timeout = float(heartbeat_timeout)
         self._attrs: dict[str, Any] = {}
         self._last_status: StoreStatus | None = None
         self._arrays: dict[str, zarr.Array] | None = None
         self._steps_read: np.ndarray | None = None  # (chain,) rows already returned
         self._draws_read: np.ndarray | None = None
-        self._llc_sum: np.ndarray | None = None  # (chain,) sum of post-burn-in step losses
-        self._llc_count: np.ndarray | None = None
-        self._init_mean: np.ndarray | None = None  # (chain,) mean init_loss, once written
+        self._trace: np.ndarray | None = None  # (chain, total_steps) step losses read, else NaN
+        self._init: np.ndarray | None = None  # (chain, token_pos) init_loss as stored, once read
+        self._swept = False  # the temporary files of a dead writer are removed (once)
 
     # --- what the run is -------------------------------------------------------------------
 
@@ -148,7 +158,17 @@ class StoreReader:
         # Only a marker-less store that says completed (e.g. devinterp 2.x) is sized from its arrays.
         bare = "progress" not in attrs and attrs.get("completed") == 1
         shape_rows = self._shape_rows() if bare else None
-        self._last_status = status_from_attrs(attrs, shape_rows, self.stale_after)
+        self._last_status = status_from_attrs(
+            attrs,
+            shape_rows,
+            self.stale_after,
+            heartbeat_age=heartbeat_age(self.path),
+            heartbeat_timeout=self.heartbeat_timeout,
+        )
+        if not self._swept and (self._last_status.status == KILLED or attrs.get("completed") == 1):
+            with contextlib.suppress(OSError):
+                remove_partial_files(self.path, attrs)
+            self._swept = True
         return self._last_status, True
 
     # --- new rows ------------------------------------------------------------------------------
@@ -167,10 +187,9 @@ class StoreReader:
         draw_ranges = _ranges(self._draws_read, draws_to)
         step_names = [n for n in self._arrays if n == STEP_LOSS or n.startswith("metrics_")]
         draw_names = [f"loss_{o}" for o in self.observables]
-        if step_ranges and self._init_mean is None:
+        if step_ranges and self._init is None:
             # init_loss lands before any step row, but possibly after the first marker.
-            init = np.asarray(self._arrays["init_loss"][...], dtype=np.float64)
-            self._init_mean = init.reshape(snap.num_chains, -1).mean(axis=1)
+            self._init = np.asarray(self._arrays["init_loss"][...])
         wanted = {n: step_ranges for n in step_names if step_ranges}
         wanted.update({n: draw_ranges for n in draw_names if draw_ranges})
         means = self._row_means(wanted) if wanted else {}
@@ -186,8 +205,32 @@ class StoreReader:
         if self._steps_read is not None:
             self._steps_read[:] = 0
             self._draws_read[:] = 0
-            self._llc_sum[:] = 0.0
-            self._llc_count[:] = 0
+            self._trace[:] = np.nan
+
+    @property
+    def init_loss(self) -> float | None:
+        """L_n(w0), the initial loss averaged over chains and positions as the LLC uses it;
+        None until a `read_new()` has found step rows (init_loss lands before them)."""
+        return None if self._init is None else initial_loss(self._init)
+
+    def accumulated(self) -> xr.Dataset:
+        """Every step row the reader has returned so far, as `compute_llc` and the diagnostics
+        take it: `loss_trace` (chain, step) float64, the `loss` of each step row (NaN where not
+        read yet; steps 0..the furthest step read), `init_loss` (chain, token_pos) as stored,
+        and the store's root attrs (metadata with n_beta and num_burnin_steps). Before any step
+        row: a `loss_trace` with no steps and no `init_loss`.
+
+        `compute_llc(reader.accumulated())` is the live LLC, per chain and pooled, by the same
+        function as the finished tree's.
+        """
+        if self._trace is None:
+            trace = np.zeros((0, 0))
+        else:
+            trace = self._trace[:, : int(self._steps_read.max(initial=0))]
+        data = {"loss_trace": (("chain", "step"), trace.copy())}
+        if self._init is not None:
+            data["init_loss"] = (("chain", "token_pos"), self._init.reshape(len(trace), -1))
+        return xr.Dataset(data, attrs=dict(self._attrs))
 
     def _open(self, snap: StoreStatus) -> bool:
         """Open the arrays once the writer has created them all (True), else False."""
@@ -206,8 +249,7 @@ class StoreReader:
         num_chains = snap.num_chains
         self._steps_read = np.zeros(num_chains, dtype=np.int64)
         self._draws_read = np.zeros(num_chains, dtype=np.int64)
-        self._llc_sum = np.zeros(num_chains, dtype=np.float64)
-        self._llc_count = np.zeros(num_chains, dtype=np.int64)
+        self._trace = np.full((num_chains, int(arrays[STEP_LOSS].shape[1])), np.nan)
         self._arrays = arrays
         return True
 
@@ -261,20 +303,17 @@ class StoreReader:
         return {name: np.concatenate(p) for name, p in parts.items()}
 
     def _running_llc(self, chain: np.ndarray, step: np.ndarray, loss: np.ndarray) -> np.ndarray:
-        """Per row, n_beta * (running mean of post-burn-in step loss - mean init_loss)."""
-        burnin = int(self.config.get("num_burnin_steps", 0))
-        n_beta = float(self.config.get("n_beta", np.nan))
-        llc = np.full(loss.shape, np.nan)
-        for c in np.unique(chain):
-            rows = np.flatnonzero((chain == c) & (step >= burnin))
-            if rows.size == 0:
-                continue
-            sums = self._llc_sum[c] + np.cumsum(loss[rows])
-            counts = self._llc_count[c] + np.arange(1, rows.size + 1)
-            llc[rows] = n_beta * (sums / counts - self._init_mean[c])
-            self._llc_sum[c] = sums[-1]
-            self._llc_count[c] = counts[-1]
-        return llc
+        """Per new row, the chain's running LLC after that step: the new losses join the
+        accumulated trace and the estimator of `compute_llc` runs on the steps read so far."""
+        self._trace[chain, step] = loss
+        upto = int(step.max()) + 1
+        estimate = llc_from_loss_trace(
+            xr.DataArray(self._trace[:, :upto], dims=("chain", "step")),
+            self._init,
+            n_beta=float(self.config.get("n_beta", np.nan)),
+            num_burnin_steps=int(self.config.get("num_burnin_steps", 0)),
+        )
+        return estimate["llc_running"].values[chain, step]
 
     def _shape_rows(self) -> tuple[int, int, int] | None:
         """(chains, steps, draws) from the array shapes, for stores without a marker."""

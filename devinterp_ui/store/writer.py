@@ -13,14 +13,22 @@ the marker, so the ordering guarantee holds. When the thread falls behind, pendi
 a newer copy of a chunk replaces an older one (it holds every row the older one held) and only
 the newest marker is written. `flush(wait=True)`, `drain()`, `set_attrs()` and `close()` return
 once everything handed over is on disk, and raise any error the thread met.
+
+Faults (docs/guarantees.md): the same thread keeps the store's heartbeat (store.liveness) from
+creation to `close()`. When a write fails (a full disk, any exception) the thread rewrites the
+marker as failed, keeping the row counts of the last marker that landed, and ends; if even that
+write fails, the heartbeat stops and readers report the run stale within seconds. Either way
+the next `flush()`/`drain()` raises `StoreWriteError`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
-import socket
 import threading
+import time
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -31,40 +39,21 @@ import numpy as np
 import zarr
 from zarr.codecs import BytesCodec, ZstdCodec
 
+from devinterp_ui.store import liveness
+from devinterp_ui.store.cache import IDENTITY_ATTRS, StoreConflictError, check_existing
 from devinterp_ui.store.chunk_files import ChunkFiles
-from devinterp_ui.store.progress import RunProgress
+from devinterp_ui.store.cleanup import BUILD_HOST, building_name, remove_stale_builds
+from devinterp_ui.store.progress import RunProgress, failed_marker
 from devinterp_ui.store.schema import ArraySpec
 
-_HOST = socket.gethostname().replace(".", "_")
+_HOST = BUILD_HOST  # kept for callers of the old name
+__all__ = ["StoreWriteError", "StoreWriter", "remove_stale_builds"]
 
 
-def remove_stale_builds(path: Path) -> list[Path]:
-    """Delete the half-built stores beside `path` left by writers that died while creating it.
-
-    A store is built in `.<name>.<host>-<pid>.<random>.building` and renamed into place; a
-    writer killed in between leaves that directory. It is stale when its host is this one and
-    its process is gone; builds of live processes and of other hosts are left alone. Returns
-    what was deleted.
-    """
-    removed = []
-    for candidate in path.parent.glob(f".{path.name}.*.building"):
-        owner = candidate.name[len(path.name) + 2 :].split(".")[0]
-        host, _, pid = owner.rpartition("-")
-        if host != _HOST or not pid.isdigit() or _alive(int(pid)):
-            continue
-        shutil.rmtree(candidate, ignore_errors=True)
-        removed.append(candidate)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
+class StoreWriteError(RuntimeError):
+    """The background thread could not write to the store (the cause is chained: e.g. an
+    OSError with errno ENOSPC for a full disk). The marker says failed where it could be
+    written; rows written before stay readable."""
 
 
 @dataclass
@@ -86,39 +75,18 @@ class _ChunkWrite:
 
 
 class StoreWriter:
-    """Creates the store at `path` with `schema` and `attrs`, then streams rows into it."""
+    """Creates the store at `path` with `schema` and `attrs`, then streams rows into it.
+
+    Raises StoreConflictError when another writer put a store at `path` while this one was
+    building (two runs started on one path at once): the loser removes its half-built copy.
+    An OSError while building (e.g. a full disk) also leaves nothing behind.
+    """
 
     def __init__(self, path: str | Path, schema: dict[str, ArraySpec], attrs: dict[str, Any]):
         self.path = Path(path)
         self.schema = schema
-        # Built beside the target and renamed into place, so a store at `path` always has
-        # every array, the consolidated metadata and the root attributes from its first moment.
-        remove_stale_builds(self.path)
-        building = self.path.with_name(
-            f".{self.path.name}.{_HOST}-{os.getpid()}.{uuid.uuid4().hex[:8]}.building"
-        )
-        root = zarr.open_group(str(building), mode="w", zarr_format=3)
-        for spec in schema.values():
-            root.create_array(
-                spec.name,
-                shape=spec.shape,
-                chunks=spec.chunks if spec.shape else "auto",
-                dtype=spec.dtype,
-                fill_value=spec.fill_value,
-                dimension_names=spec.dims,
-                # zarr's default, spelled out: ChunkFiles writes row chunks with exactly these.
-                serializer=BytesCodec(),
-                compressors=ZstdCodec(level=0),
-            )
-        root.attrs.update(attrs)
-        with warnings.catch_warnings():
-            # Consolidated metadata is not in the v3 spec yet, but xarray reads it and warns
-            # (and opens slower) without it; the layout never changes after creation.
-            warnings.simplefilter("ignore")
-            zarr.consolidate_metadata(str(building))
-        if self.path.is_dir():
-            self.path.rmdir()  # only ever an empty directory here (see store.cache)
-        os.replace(building, self.path)
+        self.heartbeat_interval = liveness.HEARTBEAT_INTERVAL
+        self._build(attrs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.root = zarr.open_group(str(self.path), mode="r+")
@@ -138,6 +106,93 @@ class StoreWriter:
         self._closing = False
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        # The last marker known to be on disk: what a failure marker keeps the counts of.
+        self._landed_marker: dict | None = attrs.get("progress")
+        self._last_beat = time.monotonic()
+        # Started now, not at the first flush: it keeps the heartbeat while the caller computes
+        # the initial loss, which can take long on a large model.
+        self._start_thread()
+
+    def _build(self, attrs: dict[str, Any]) -> None:
+        """Build the store beside the target and rename it into place, so a store at `path`
+        always has every array, the consolidated metadata and the root attributes from its
+        first moment."""
+        remove_stale_builds(self.path)
+        building = building_name(self.path, os.getpid(), uuid.uuid4().hex[:8])
+        try:
+            root = zarr.open_group(str(building), mode="w", zarr_format=3)
+            for spec in self.schema.values():
+                root.create_array(
+                    spec.name,
+                    shape=spec.shape,
+                    chunks=spec.chunks if spec.shape else "auto",
+                    dtype=spec.dtype,
+                    fill_value=spec.fill_value,
+                    dimension_names=spec.dims,
+                    # zarr's default, spelled out: ChunkFiles writes row chunks with exactly these.
+                    serializer=BytesCodec(),
+                    compressors=ZstdCodec(level=0),
+                )
+            root.attrs.update(attrs)
+            with warnings.catch_warnings():
+                # Consolidated metadata is not in the v3 spec yet, but xarray reads it and warns
+                # (and opens slower) without it; the layout never changes after creation.
+                warnings.simplefilter("ignore")
+                zarr.consolidate_metadata(str(building))
+            liveness.beat(building)
+            self._move_into_place(building, attrs)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)  # gone already once renamed
+
+    def _move_into_place(self, building: Path, attrs: dict[str, Any]) -> None:
+        try:
+            if self.path.is_dir():
+                self.path.rmdir()  # only ever an empty directory here (see store.cache)
+            os.replace(building, self.path)
+            return
+        except FileNotFoundError:
+            pass  # another writer removed the empty directory first: try the rename again
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            return self._lost_race(attrs)
+        try:
+            os.replace(building, self.path)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            self._lost_race(attrs)
+
+    def _lost_race(self, attrs: dict[str, Any]) -> None:
+        """Another writer renamed its store into `path` after this one's check: say what is
+        there (a different run, or the same run still being written) and give up."""
+        identity = {k: attrs.get(k) for k in IDENTITY_ATTRS}
+        if check_existing(self.path, identity):
+            raise StoreConflictError(
+                f"output_path {str(self.path)!r} was filled by another writer with this same "
+                "run while this one was preparing it; call sample() again to reuse it."
+            )
+        raise StoreConflictError(  # check_existing raises for anything else; kept for safety
+            f"output_path {str(self.path)!r} was created by another writer meanwhile."
+        )
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that stopped the background thread, or None while it is healthy."""
+        return self._error
+
+    def fail(self, error: BaseException | str) -> None:
+        """Mark the run failed with `error` and end the thread, for callers that give up
+        before (or outside) the runner: the marker keeps the counts of the rows that landed.
+        Never raises for the write itself (the store may be the very thing that failed)."""
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        with self._cond:
+            self._pending_chunks, self._pending_attrs = {}, None
+        try:
+            self.close()
+        except StoreWriteError:
+            return  # the thread has written its own failure marker
+        self._write_failed_marker(text)
 
     def write_whole(self, name: str, value: Any) -> None:
         """Write a whole array at once (inputs, n_beta, init_loss), synchronously."""
@@ -194,7 +249,8 @@ class StoreWriter:
         self._raise_error()
 
     def close(self) -> None:
-        """Drain, then end the background thread. The writer can still flush afterwards."""
+        """Drain, then end the background thread (and its heartbeat). The writer can still
+        flush afterwards (a new thread starts)."""
         try:
             self.drain()
         finally:
@@ -216,11 +272,14 @@ class StoreWriter:
             if attrs is not None:
                 self._pending_attrs = {**(self._pending_attrs or {}), **attrs}
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name=f"StoreWriter({self.path.name})", daemon=True
-                )
-                self._thread.start()
+                self._start_thread()
             self._cond.notify_all()
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"StoreWriter({self.path.name})", daemon=True
+        )
+        self._thread.start()
 
     def _run(self) -> None:
         while True:
@@ -228,30 +287,57 @@ class StoreWriter:
                 while not (self._pending_chunks or self._pending_attrs is not None):
                     if self._closing:
                         return
-                    self._cond.wait()
+                    self._beat()
+                    self._cond.wait(timeout=self.heartbeat_interval)
                 chunks, attrs = list(self._pending_chunks.values()), self._pending_attrs
                 self._pending_chunks, self._pending_attrs = {}, None
                 self._busy = True
             try:
                 for w in chunks:
                     self._write_chunk(w)
+                    self._beat()
                 # Only after every chunk it counts: the marker.
                 if attrs is not None:
                     self.root.attrs.update(attrs)
+                    self._landed_marker = attrs.get("progress", self._landed_marker)
             except BaseException as exc:  # noqa: BLE001 - handed to the sampling thread
-                with self._cond:
-                    self._error = exc
-                    self._busy = False
-                    self._pending_chunks, self._pending_attrs = {}, None
-                    self._cond.notify_all()
+                self._record_failure(exc)
                 return
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
 
+    def _beat(self) -> None:
+        """Touch the heartbeat when due; a failure only makes readers call the run stale."""
+        now = time.monotonic()
+        if now - self._last_beat < self.heartbeat_interval:
+            return
+        self._last_beat = now
+        with contextlib.suppress(OSError):
+            liveness.beat(self.path)
+
+    def _write_failed_marker(self, text: str) -> None:
+        """Best effort: the store may be the very thing that fails (a full disk); then the
+        heartbeat, which stops with the thread, tells readers instead."""
+        if self._landed_marker is None:
+            return
+        with contextlib.suppress(Exception):
+            self.root.attrs.update({"progress": failed_marker(self._landed_marker, text)})
+
+    def _record_failure(self, exc: BaseException) -> None:
+        """Write the failure into the marker (if the store still takes a write), then publish
+        the error to the sampling thread, in that order: once `drain()` raises, the marker
+        already says failed (or never will)."""
+        self._write_failed_marker(f"writing the store failed: {type(exc).__name__}: {exc}")
+        with self._cond:
+            self._error = exc
+            self._busy = False
+            self._pending_chunks, self._pending_attrs = {}, None
+            self._cond.notify_all()
+
     def _raise_error(self) -> None:
         if self._error is not None:
-            raise RuntimeError(f"writing the store {self.path} failed: {self._error}") from (
+            raise StoreWriteError(f"writing the store {self.path} failed: {self._error}") from (
                 self._error
             )
 

@@ -14,12 +14,12 @@ import pytest
 import torch
 import xarray as xr
 import zarr
-from live_fixtures import ToyLM, observables_of, set_marker
+from live_fixtures import ToyLM, age_heartbeat, observables_of, set_marker
 
 from devinterp_ui import sample
 from devinterp_ui.live import StoreReader
-from devinterp_ui.live import marker as marker_module
 from devinterp_ui.live.job import SamplingJob
+from devinterp_ui.store import progress as progress_module
 
 SETTINGS = {
     "lr": 1e-3,
@@ -118,7 +118,7 @@ def test_running_llc_ends_at_the_whole_run_estimate(finished_store):
     rows = StoreReader(finished_store).read_new()
     data = stored(finished_store)
     per_step = data["sampling_loss_micro"].astype("float64").mean(["batch_sampling", "token_pos"])
-    init = data["init_loss"].astype("float64").mean("token_pos")
+    init = float(data["init_loss"].values.mean())  # one L_n(w0) for all chains, as compute_llc
     expected = 10.0 * (per_step.isel(step=slice(2, None)).mean("step") - init)
     llc = grid(rows.steps, "step")["llc"]
     np.testing.assert_allclose(llc.isel(step=-1).values, expected.values)
@@ -214,7 +214,7 @@ def test_an_unparsable_marker_keeps_the_previous_status(store):
 
 
 def test_a_marker_caught_mid_write_is_read_again(store, monkeypatch):
-    real_loads, calls = marker_module.json.loads, [0]
+    real_loads, calls = progress_module.json.loads, [0]
 
     def loads_half_written_twice(text):
         calls[0] += 1
@@ -222,7 +222,7 @@ def test_a_marker_caught_mid_write_is_read_again(store, monkeypatch):
             raise ValueError("Unterminated string")
         return real_loads(text)
 
-    monkeypatch.setattr(marker_module.json, "loads", loads_half_written_twice)
+    monkeypatch.setattr(progress_module.json, "loads", loads_half_written_twice)
     assert StoreReader(store).status().status == "completed"
     assert calls[0] == 3
 
@@ -238,19 +238,39 @@ def test_a_dead_writer_on_this_host_is_reported_killed(store):
 
 def test_a_silent_writer_on_another_host_is_reported_stale(store):
     set_marker(store, status="running", host="elsewhere", updated_at=time.time() - 1000)
-    status = StoreReader(store, stale_after=300).status()
+    age_heartbeat(store, 1000)
+    status = StoreReader(store, heartbeat_timeout=10).status()
     assert status.status == "stale" and status.writer_alive is None
+    assert "no heartbeat from the writer" in status.note and not status.finished
+
+
+def test_a_store_without_heartbeat_is_judged_by_marker_updates(store):
+    (store / ".heartbeat").unlink()
+    set_marker(store, status="running", host="elsewhere", updated_at=time.time() - 1000)
+    assert StoreReader(store, stale_after=300).status().status == "stale"
+    set_marker(store, updated_at=time.time())
+    assert StoreReader(store, stale_after=300).status().status == "running"
 
 
 def test_a_live_writer_on_another_host_is_reported_running(store):
     set_marker(store, status="running", host="elsewhere", updated_at=time.time())
+    age_heartbeat(store, 1)
     assert StoreReader(store).status().status == "running"
 
 
 def test_a_live_writer_on_this_host_is_reported_running(store):
     set_marker(store, status="running", pid=os.getpid(), host=socket.gethostname())
+    age_heartbeat(store, 1)
     status = StoreReader(store).status()
     assert status.status == "running" and status.writer_alive is True
+
+
+def test_a_silent_writer_thread_in_a_live_process_is_reported_stale(store):
+    set_marker(store, status="running", pid=os.getpid(), host=socket.gethostname())
+    age_heartbeat(store, 30)
+    status = StoreReader(store, heartbeat_timeout=10).status()
+    assert status.status == "stale" and status.writer_alive is True
+    assert status.heartbeat_age == pytest.approx(30, abs=5)
 
 
 def test_a_store_without_marker_yet_is_starting(tmp_path):
