@@ -337,9 +337,10 @@ class StoreWriter:
 
     def _raise_error(self) -> None:
         if self._error is not None:
-            raise StoreWriteError(f"writing the store {self.path} failed: {self._error}") from (
-                self._error
-            )
+            err = self._error
+            raise StoreWriteError(
+                f"writing the store {self.path} failed: {type(err).__name__}: {err}"
+            ) from err
 
     def _write_chunk(self, w: _ChunkWrite) -> None:
         spec = self.schema[w.name]

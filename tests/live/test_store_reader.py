@@ -299,3 +299,64 @@ def test_only_the_chosen_metrics_are_returned(finished_store):
 def test_an_unknown_metric_raises(finished_store):
     with pytest.raises(ValueError, match="unknown metrics \\['nosie'\\]"):
         StoreReader(finished_store, metrics=["nosie"])
+
+
+@pytest.fixture(scope="module")
+def unmatched_store(tmp_path_factory):
+    """Chains that draw different batches (match_sampling_input_ids_across_chains=False), so
+    their initial losses differ: where a per-chain init loss would disagree with compute_llc."""
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 12, (96, 6), generator=torch.Generator().manual_seed(1))
+    path = tmp_path_factory.mktemp("unmatched") / "run.zarr"
+    settings = {**SETTINGS, "match_sampling_input_ids_across_chains": False}
+    sample(ToyLM(), tokens, {}, output_path=path, **settings)
+    return path
+
+
+def test_live_llc_ends_at_compute_llc_when_chains_draw_different_batches(unmatched_store):
+    from devinterp_ui import compute_llc
+
+    init = stored(unmatched_store)["init_loss"].values.mean(axis=1)
+    assert np.ptp(init) > 1e-3  # the chains' own initial losses really differ
+    reader = StoreReader(unmatched_store)
+    live = grid(reader.read_new().steps, "step")["llc"].isel(step=-1).values
+    final = compute_llc(xr.open_datatree(str(unmatched_store), engine="zarr"))
+    # Equal up to float32 rounding: compute_llc reduces the stored float32 losses in float32,
+    # as devinterp 2.0.1 does; a per-chain init loss would be off by n_beta * 1e-3 or more.
+    np.testing.assert_allclose(live, final["llc_per_chain"].values, rtol=1e-5, atol=1e-5)
+    assert reader.init_loss == pytest.approx(float(final["init_loss"]), rel=1e-7)
+
+
+def test_compute_llc_of_the_accumulated_rows_is_the_live_llc(unmatched_store):
+    from devinterp_ui import compute_llc
+
+    reader = StoreReader(unmatched_store)
+    assert reader.accumulated().sizes.get("step", 0) == 0 and reader.init_loss is None
+    set_marker_copy = unmatched_store.parent / "copy.zarr"
+    shutil.copytree(unmatched_store, set_marker_copy)
+    reader = StoreReader(set_marker_copy)
+    set_marker(set_marker_copy, steps_written=[5, 7, 3], draws_written=[2, 3, 1], status="running")
+    live = grid(reader.read_new().steps, "step")["llc"]
+    partial = compute_llc(reader.accumulated())
+    assert partial["loss_trace"].shape == (3, 7)
+    read = np.isfinite(partial["loss_trace"].values)  # the rows each chain has so far
+    np.testing.assert_allclose(
+        partial["llc_running"].values[read], live.values[read], rtol=1e-12, equal_nan=True
+    )
+    assert partial["n_steps_used"].values.tolist() == [3, 5, 1]  # 2 burn-in steps left out
+    shutil.rmtree(set_marker_copy)
+
+
+def test_partial_files_of_a_live_writer_are_left_alone(store):
+    set_marker(store, status="running", pid=os.getpid(), host=socket.gethostname())
+    partial = store / "sampling_loss_micro" / "c" / "0" / "0.0123abcd.partial"
+    partial.write_bytes(b"being written")
+    StoreReader(store).read_new()
+    assert partial.exists()
+
+
+def test_partial_files_in_a_completed_store_are_removed_on_open(store):
+    partial = store / "zarr.0123abcd.partial"
+    partial.write_bytes(b"left over")
+    StoreReader(store).status()
+    assert not partial.exists()

@@ -1,0 +1,189 @@
+"""A write that fails (a full disk) or a writer thread that dies or hangs leaves a store that
+says so: the marker reads failed, or the reader reports the run stale within seconds."""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+from live_fixtures import observables_of
+
+from devinterp_ui import compute_llc, sample
+from devinterp_ui.live import StoreReader
+from devinterp_ui.live.job import SamplingJob
+from devinterp_ui.store import liveness
+from devinterp_ui.store.chunk_files import ChunkFiles
+from devinterp_ui.store.writer import StoreWriteError, StoreWriter
+
+DISK_FULL = OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.fixture
+def fast_heartbeat(monkeypatch):
+    """Beats every 50 ms, so a reader with heartbeat_timeout=1 judges within a second."""
+    monkeypatch.setattr(liveness, "HEARTBEAT_INTERVAL", 0.05)
+
+
+def fail_chunk_writes_after(monkeypatch, calls: int, error: BaseException) -> None:
+    """Every ChunkFiles.write after the first `calls` raises `error` (the disk filled up)."""
+    real, count = ChunkFiles.write, [0]
+
+    def write(self, coords, data):
+        count[0] += 1
+        if count[0] > calls:
+            raise error
+        return real(self, coords, data)
+
+    monkeypatch.setattr(ChunkFiles, "write", write)
+
+
+def until(condition, timeout: float = 10.0):
+    """Poll `condition()` until it returns something truthy; that value, or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    return None
+
+
+def test_a_full_disk_mid_run_marks_the_store_failed(model, tokens, settings, tmp_path, monkeypatch):
+    path = tmp_path / "run.zarr"
+    fail_chunk_writes_after(monkeypatch, 40, DISK_FULL)
+    with pytest.raises(StoreWriteError, match="No space left on device") as raised:
+        sample(
+            model, tokens, observables_of(tokens), output_path=path, progress_bar=False, **settings
+        )
+    assert isinstance(raised.value.__cause__, OSError)
+    assert raised.value.__cause__.errno == errno.ENOSPC
+
+    status = StoreReader(path).status()
+    assert status.status == "failed" and status.finished
+    assert "writing the store failed" in status.error and "No space left" in status.error
+    assert set(status.chain_status) == {"failed"}
+    assert all("No space left" in e for e in status.chain_errors)
+    assert 0 < min(status.steps_written) < 9  # the rows that landed before the disk filled
+    data = xr.open_datatree(str(path), engine="zarr").dataset.load()
+    for c, steps in enumerate(status.steps_written):
+        assert np.isfinite(data["sampling_loss_micro"].values[c, :steps]).all()
+
+
+def test_rows_after_a_failed_write_count_only_up_to_the_marker(
+    model, tokens, settings, tmp_path, monkeypatch
+):
+    path = tmp_path / "run.zarr"
+    fail_chunk_writes_after(monkeypatch, 40, DISK_FULL)
+    with pytest.raises(StoreWriteError):
+        sample(model, tokens, {}, output_path=path, progress_bar=False, **settings)
+    status = StoreReader(path).status()
+    tree = xr.open_datatree(str(path), engine="zarr")
+    llc = compute_llc(tree)
+    assert llc["n_steps_used"].values.tolist() == [
+        max(0, n - settings["num_burnin_steps"]) for n in status.steps_written
+    ]
+    rows = StoreReader(path).read_new()
+    assert rows.steps.sizes["row"] == sum(status.steps_written)
+
+
+def test_a_full_disk_that_refuses_the_marker_too_is_reported_stale_within_seconds(
+    model, tokens, settings, tmp_path, monkeypatch, fast_heartbeat
+):
+    path = tmp_path / "run.zarr"
+    fail_chunk_writes_after(monkeypatch, 40, DISK_FULL)
+
+    def no_space(self, text):  # the failure marker cannot be written either
+        return None
+
+    monkeypatch.setattr(StoreWriter, "_write_failed_marker", no_space)
+    with pytest.raises(StoreWriteError):
+        sample(model, tokens, {}, output_path=path, progress_bar=False, **settings)
+    reader = StoreReader(path, heartbeat_timeout=1.0)
+    assert reader.status().recorded_status == "running"  # the marker could not say otherwise
+    stale = until(lambda: (s := reader.status()).status == "stale" and s, timeout=10)
+    assert stale, reader.status()
+    assert stale.writer_alive is True and "no heartbeat from the writer" in stale.note
+
+
+def test_a_writer_thread_that_dies_marks_the_store_failed(
+    model, tokens, settings, tmp_path, monkeypatch
+):
+    class ThreadDeath(BaseException):
+        """Not an Exception: what ends a thread that nobody expected to end."""
+
+    path = tmp_path / "run.zarr"
+    fail_chunk_writes_after(monkeypatch, 10, ThreadDeath())
+    with pytest.raises(StoreWriteError, match="ThreadDeath"):
+        sample(model, tokens, {}, output_path=path, progress_bar=False, **settings)
+    status = StoreReader(path).status()
+    assert status.status == "failed" and "ThreadDeath" in status.error
+
+
+def test_a_hung_writer_thread_is_reported_stale_then_running_again(
+    model, tokens, settings, tmp_path, monkeypatch, fast_heartbeat
+):
+    path = tmp_path / "run.zarr"
+    real, release, hung = ChunkFiles.write, threading.Event(), threading.Event()
+
+    def write(self, coords, data):
+        if not release.is_set():
+            hung.set()
+            release.wait(30)  # a write stuck in the kernel (a hung network filesystem)
+        return real(self, coords, data)
+
+    monkeypatch.setattr(ChunkFiles, "write", write)
+    job = SamplingJob(model, tokens, {}, output_path=path, **{**settings, "flush_interval": 0.01})
+    job.start()
+    try:
+        assert hung.wait(10)
+        reader = StoreReader(path, heartbeat_timeout=1.0)
+        stale = until(lambda: (s := reader.status()).status == "stale" and s, timeout=10)
+        assert stale, reader.status()
+        assert job.state == "running"  # the sampling thread itself is fine
+    finally:
+        release.set()
+    assert job.wait(30) and job.state == "completed"
+    assert reader.status().status == "completed"
+
+
+def test_a_live_writer_beats_while_nothing_is_flushed(tmp_path, fast_heartbeat):
+    """Between store creation and the first flush (the initial loss of a large model can take
+    minutes) the heartbeat already runs."""
+    from devinterp_ui.store.progress import RunProgress
+    from devinterp_ui.store.schema import Layout, build_schema
+
+    layout = Layout(1, 4, 2, 2, 2, 3, 4, {}, False)
+    progress = RunProgress.fresh(1, 4, 2)
+    writer = StoreWriter(
+        tmp_path / "run.zarr", build_schema(layout), {"progress": progress.to_json()}
+    )
+    try:
+        time.sleep(0.5)
+        age = liveness.heartbeat_age(tmp_path / "run.zarr")
+        assert age is not None and age < 0.4
+        assert StoreReader(tmp_path / "run.zarr", heartbeat_timeout=1.0).status().status == (
+            "running"
+        )
+    finally:
+        writer.close()
+
+
+def test_fail_marks_a_run_that_never_started_failed(tmp_path):
+    """For callers that give up between creating the store and running the chains."""
+    from devinterp_ui.store.progress import RunProgress
+    from devinterp_ui.store.schema import Layout, build_schema
+
+    layout = Layout(2, 4, 2, 2, 2, 3, 4, {}, False)
+    progress = RunProgress.fresh(2, 4, 2)
+    writer = StoreWriter(
+        tmp_path / "run.zarr", build_schema(layout), {"progress": progress.to_json()}
+    )
+    writer.fail(ValueError("loss_fn returned NaN at the checkpoint"))
+    status = StoreReader(tmp_path / "run.zarr").status()
+    assert status.status == "failed"
+    assert status.error == "ValueError: loss_fn returned NaN at the checkpoint"
+    assert status.steps_written == (0, 0) and status.chain_status == ("failed", "failed")
