@@ -349,6 +349,7 @@ def test_compute_llc_of_the_accumulated_rows_is_the_live_llc(unmatched_store):
 
 def test_partial_files_of_a_live_writer_are_left_alone(store):
     set_marker(store, status="running", pid=os.getpid(), host=socket.gethostname())
+    del zarr.open_group(str(store), mode="r+").attrs["completed"]
     partial = store / "sampling_loss_micro" / "c" / "0" / "0.0123abcd.partial"
     partial.write_bytes(b"being written")
     StoreReader(store).read_new()
