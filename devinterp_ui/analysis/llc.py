@@ -23,7 +23,14 @@ from devinterp_ui.analysis.sample_tree import (
 )
 from devinterp_ui.store.written import written_mask
 
-__all__ = ["compute_llc", "default_nbeta", "initial_loss", "llc", "llc_from_loss_trace"]
+__all__ = [
+    "compute_llc",
+    "default_nbeta",
+    "initial_loss",
+    "llc",
+    "llc_from_loss_trace",
+    "running_llc",
+]
 
 
 def default_nbeta(n: int | float) -> float:
@@ -104,9 +111,12 @@ def llc_from_loss_trace(
     Returns an xr.Dataset with
         llc_mean ()                      mean of llc_per_chain over chains (NaN chains left out)
         llc_std ()                       std over chains (ddof=0, as devinterp 2.x)
-        llc_per_chain (chain,)           n_beta * (chain's mean loss over used steps - init_loss)
+        llc_per_chain (chain,)           n_beta * (chain's mean loss over used steps - init_loss),
+                                         reduced in the trace's dtype (float32 for a tree: bit
+                                         for bit devinterp 2.0.1); llc_running's last value
         llc_scalar ()                    n_beta * (mean over all used rows - init_loss)
-        llc_running (chain, step)        running-mean LLC over the used steps so far (NaN before)
+        llc_running (chain, step)        `running_llc`: the LLC over the used steps so far (NaN
+                                         before); StoreReader's live `llc` is the same function
         loss_trace (chain, step)         the input, non-finite rows as NaN
         init_loss ()                     L_n(w0)
         n_steps_used (chain,)            rows that entered each chain's average
@@ -132,7 +142,17 @@ def llc_from_loss_trace(
             "llc_std": llc_per_chain.std(),
             "llc_per_chain": llc_per_chain,
             "llc_scalar": llc_scalar,
-            "llc_running": _running_llc(loss_trace, first, n_beta, init_loss_mean),
+            "llc_running": xr.DataArray(
+                running_llc(
+                    loss_trace.values,
+                    init_loss=init_loss_mean,
+                    n_beta=n_beta,
+                    num_burnin_steps=num_burnin_steps,
+                    include_burnin=include_burnin,
+                )[0],
+                dims=loss_trace.dims,
+                coords=loss_trace.coords,
+            ),
             "loss_trace": loss_trace,
             "init_loss": init_loss_mean,
             "n_steps_used": n_used,
@@ -154,21 +174,40 @@ def initial_loss(init_loss: xr.DataArray | np.ndarray) -> float:
     return float(np.mean(init[finite])) if finite.any() else np.nan
 
 
-def _running_llc(
-    loss_trace: xr.DataArray, first: int, n_beta: float, init_loss: float
-) -> xr.DataArray:
-    """(chain, step): n_beta * (mean of the finite rows in steps first..step - init_loss)."""
-    values = loss_trace.values.astype(np.float64)
-    running = np.full_like(values, np.nan)
-    tail = values[:, first:]
-    finite = np.isfinite(tail)
-    sums = np.cumsum(np.where(finite, tail, 0.0), axis=1)
-    counts = np.cumsum(finite, axis=1)
+def running_llc(
+    losses: np.ndarray,
+    *,
+    init_loss: float,
+    n_beta: float,
+    num_burnin_steps: int,
+    include_burnin: bool = False,
+    start: int = 0,
+    carry: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The running LLC: per chain and step, n_beta * (mean of the finite used losses so far
+    - init_loss), NaN until the first used step.
+
+    losses: (chains, k) per-step mean losses of steps start..start+k-1 of the run.
+    init_loss: L_n(w0) (`initial_loss` of the stored init_loss).
+    carry: per chain (sum, count) of the used losses before `start`, as returned by the
+        previous call: a reader that gets rows in pieces continues where it stopped, at a cost
+        that follows the new rows. None: nothing before `start`.
+    Returns ((chains, k) float64 running LLC, the carry after the last step).
+    """
+    values = np.asarray(losses, dtype=np.float64)
+    chains, k = values.shape
+    sums0, counts0 = carry if carry is not None else (np.zeros(chains), np.zeros(chains))
+    first = 0 if include_burnin else max(0, num_burnin_steps - start)
+    used = values[:, first:]
+    finite = np.isfinite(used)
+    sums = sums0[:, None] + np.cumsum(np.where(finite, used, 0.0), axis=1)
+    counts = counts0[:, None] + np.cumsum(finite, axis=1)
+    running = np.full((chains, k), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        running[:, first:] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    return xr.DataArray(
-        n_beta * (running - init_loss), dims=loss_trace.dims, coords=loss_trace.coords
-    )
+        running[:, first:] = np.where(counts > 0, n_beta * (sums / counts - init_loss), np.nan)
+    if used.shape[1] == 0:
+        return running, (np.asarray(sums0, dtype=np.float64), np.asarray(counts0, dtype=np.float64))
+    return running, (sums[:, -1], counts[:, -1].astype(np.float64))
 
 
 def llc(

@@ -4,8 +4,8 @@ Each `read_new()` reads the progress marker first, then only the rows that marke
 written and this reader has not returned yet, straight from the Zarr arrays. So a poll never
 returns a partial row, and its cost grows with the new rows, not with the run's length (at most
 one extra chunk per chain and array is decoded). The running LLC comes from the package's one
-estimator (`devinterp_ui.analysis.llc.llc_from_loss_trace`) applied to the rows read so far, so
-it ends at the number `compute_llc` gives for the finished tree.
+estimator (`devinterp_ui.analysis.llc.running_llc`, which `compute_llc` uses too), continued
+from the sums of the rows read before, so it ends at the number `compute_llc` gives.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import xarray as xr
 import zarr
 from zarr.core.sync import sync  # the bridge to Zarr's I/O loop that zarr.Array itself uses
 
-from devinterp_ui.analysis.llc import initial_loss, llc_from_loss_trace
+from devinterp_ui.analysis.llc import initial_loss, running_llc
 from devinterp_ui.live.marker import StoreStatus, status_from_attrs
 from devinterp_ui.sgld import METRIC_NAMES
 from devinterp_ui.store.cleanup import remove_partial_files
@@ -47,8 +47,8 @@ class NewRows:
                              over batch_sampling and token_pos (nats per token / per sample)
         llc(row)    float64  the chain's running LLC after that step:
                              n_beta * (mean of `loss` over steps num_burnin_steps..step
-                             - init_loss averaged over chains), from `llc_from_loss_trace`,
-                             the estimator of `compute_llc`; NaN during burn-in
+                             - init_loss averaged over chains), from `running_llc`, the
+                             estimator of `compute_llc`; NaN during burn-in
         metrics_{name}(row) float32  one per SGLD diagnostic, when the run saves metrics
                                      (those chosen with `StoreReader(metrics=...)`)
     draws: Dataset over dim `row`, one row per new (chain, draw), sorted by chain then draw.
@@ -113,6 +113,7 @@ class StoreReader:
         self._steps_read: np.ndarray | None = None  # (chain,) rows already returned
         self._draws_read: np.ndarray | None = None
         self._trace: np.ndarray | None = None  # (chain, total_steps) step losses read, else NaN
+        self._carry: tuple[np.ndarray, np.ndarray] | None = None  # per chain (sum, count)
         self._init: np.ndarray | None = None  # (chain, token_pos) init_loss as stored, once read
         self._swept = False  # the temporary files of a dead writer are removed (once)
 
@@ -206,6 +207,8 @@ class StoreReader:
             self._steps_read[:] = 0
             self._draws_read[:] = 0
             self._trace[:] = np.nan
+            self._carry[0][:] = 0.0
+            self._carry[1][:] = 0.0
 
     @property
     def init_loss(self) -> float | None:
@@ -250,6 +253,7 @@ class StoreReader:
         self._steps_read = np.zeros(num_chains, dtype=np.int64)
         self._draws_read = np.zeros(num_chains, dtype=np.int64)
         self._trace = np.full((num_chains, int(arrays[STEP_LOSS].shape[1])), np.nan)
+        self._carry = (np.zeros(num_chains), np.zeros(num_chains))  # running_llc's sums
         self._arrays = arrays
         return True
 
@@ -303,17 +307,25 @@ class StoreReader:
         return {name: np.concatenate(p) for name, p in parts.items()}
 
     def _running_llc(self, chain: np.ndarray, step: np.ndarray, loss: np.ndarray) -> np.ndarray:
-        """Per new row, the chain's running LLC after that step: the new losses join the
-        accumulated trace and the estimator of `compute_llc` runs on the steps read so far."""
+        """Per new row, the chain's running LLC after that step, by `running_llc` (the estimator
+        of `compute_llc`) continued from the sums of the rows read before."""
         self._trace[chain, step] = loss
-        upto = int(step.max()) + 1
-        estimate = llc_from_loss_trace(
-            xr.DataArray(self._trace[:, :upto], dims=("chain", "step")),
-            self._init,
-            n_beta=float(self.config.get("n_beta", np.nan)),
-            num_burnin_steps=int(self.config.get("num_burnin_steps", 0)),
-        )
-        return estimate["llc_running"].values[chain, step]
+        init = initial_loss(self._init)
+        llc = np.full(loss.shape, np.nan)
+        for c in np.unique(chain):
+            rows = np.flatnonzero(chain == c)  # contiguous steps, sorted
+            start = int(step[rows[0]])
+            running, carry = running_llc(
+                loss[rows][None, :],
+                init_loss=init,
+                n_beta=float(self.config.get("n_beta", np.nan)),
+                num_burnin_steps=int(self.config.get("num_burnin_steps", 0)),
+                start=start,
+                carry=(self._carry[0][c : c + 1], self._carry[1][c : c + 1]),
+            )
+            llc[rows] = running[0]
+            self._carry[0][c], self._carry[1][c] = carry[0][0], carry[1][0]
+        return llc
 
     def _shape_rows(self) -> tuple[int, int, int] | None:
         """(chains, steps, draws) from the array shapes, for stores without a marker."""
