@@ -109,17 +109,18 @@ class RunProgress:
         )
 
 
-def failed_marker(marker: dict, error: str) -> dict:
-    """`marker` (a `to_json()` dict) turned failed: run status and every running chain failed
-    with `error`, row counts kept (they count only rows known to have landed)."""
+def ended_marker(marker: dict, status: str, error: str | None) -> dict:
+    """`marker` (a `to_json()` dict) ended early with `status` (failed or stopped): the run and
+    every running chain take that status (and `error`), row counts kept (they count only rows
+    known to have landed)."""
     chains = dict(marker["chains"])
     statuses = list(chains["status"])
     errors = list(chains.get("error") or [None] * len(statuses))
-    for i, status in enumerate(statuses):
-        if status == RUNNING:
-            statuses[i], errors[i] = FAILED, error
+    for i, chain_status in enumerate(statuses):
+        if chain_status == RUNNING:
+            statuses[i], errors[i] = status, error
     chains["status"], chains["error"] = statuses, errors
-    return {**marker, "status": FAILED, "error": error, "chains": chains, "updated_at": time.time()}
+    return {**marker, "status": status, "error": error, "chains": chains, "updated_at": time.time()}
 
 
 # --- reading ---------------------------------------------------------------------------------

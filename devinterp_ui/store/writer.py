@@ -43,7 +43,7 @@ from devinterp_ui.store import liveness
 from devinterp_ui.store.cache import IDENTITY_ATTRS, StoreConflictError, check_existing
 from devinterp_ui.store.chunk_files import ChunkFiles
 from devinterp_ui.store.cleanup import BUILD_HOST, building_name, remove_stale_builds
-from devinterp_ui.store.progress import RunProgress, failed_marker
+from devinterp_ui.store.progress import FAILED, STOPPED, RunProgress, ended_marker
 from devinterp_ui.store.schema import ArraySpec
 
 _HOST = BUILD_HOST  # kept for callers of the old name
@@ -183,16 +183,23 @@ class StoreWriter:
 
     def fail(self, error: BaseException | str) -> None:
         """Mark the run failed with `error` and end the thread, for callers that give up
-        before (or outside) the runner: the marker keeps the counts of the rows that landed.
-        Never raises for the write itself (the store may be the very thing that failed)."""
+        before (or outside) the runner, e.g. when the initial loss raises: see `end`."""
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        self.end(FAILED, text)
+
+    def end(self, status: str, error: str | None = None) -> None:
+        """End the run early with `status` ("failed", or "stopped" for a Stop before the chains
+        ran) and end the thread; the marker keeps the counts of the rows that landed. Never
+        raises for the write itself (the store may be the very thing that failed)."""
+        if status not in (FAILED, STOPPED):
+            raise ValueError(f"end() takes status 'failed' or 'stopped' (got {status!r}).")
         with self._cond:
             self._pending_chunks, self._pending_attrs = {}, None
         try:
             self.close()
         except StoreWriteError:
             return  # the thread has written its own failure marker
-        self._write_failed_marker(text)
+        self._write_ended_marker(status, error)
 
     def write_whole(self, name: str, value: Any) -> None:
         """Write a whole array at once (inputs, n_beta, init_loss), synchronously."""
@@ -316,19 +323,21 @@ class StoreWriter:
         with contextlib.suppress(OSError):
             liveness.beat(self.path)
 
-    def _write_failed_marker(self, text: str) -> None:
+    def _write_ended_marker(self, status: str, error: str | None) -> None:
         """Best effort: the store may be the very thing that fails (a full disk); then the
         heartbeat, which stops with the thread, tells readers instead."""
         if self._landed_marker is None:
             return
         with contextlib.suppress(Exception):
-            self.root.attrs.update({"progress": failed_marker(self._landed_marker, text)})
+            marker = ended_marker(self._landed_marker, status, error)
+            self.root.attrs.update({"progress": marker})
 
     def _record_failure(self, exc: BaseException) -> None:
         """Write the failure into the marker (if the store still takes a write), then publish
         the error to the sampling thread, in that order: once `drain()` raises, the marker
         already says failed (or never will)."""
-        self._write_failed_marker(f"writing the store failed: {type(exc).__name__}: {exc}")
+        text = f"writing the store failed: {type(exc).__name__}: {exc}"
+        self._write_ended_marker(FAILED, text)
         with self._cond:
             self._error = exc
             self._busy = False

@@ -96,10 +96,10 @@ def test_a_full_disk_that_refuses_the_marker_too_is_reported_stale_within_second
     path = tmp_path / "run.zarr"
     fail_chunk_writes_after(monkeypatch, 40, DISK_FULL)
 
-    def no_space(self, text):  # the failure marker cannot be written either
+    def no_space(self, status, error):  # the failure marker cannot be written either
         return None
 
-    monkeypatch.setattr(StoreWriter, "_write_failed_marker", no_space)
+    monkeypatch.setattr(StoreWriter, "_write_ended_marker", no_space)
     with pytest.raises(StoreWriteError):
         sample(model, tokens, {}, output_path=path, progress_bar=False, **settings)
     reader = StoreReader(path, heartbeat_timeout=1.0)
@@ -187,3 +187,19 @@ def test_fail_marks_a_run_that_never_started_failed(tmp_path):
     assert status.status == "failed"
     assert status.error == "ValueError: loss_fn returned NaN at the checkpoint"
     assert status.steps_written == (0, 0) and status.chain_status == ("failed", "failed")
+
+
+def test_end_marks_a_run_stopped_before_its_chains_ran_stopped(tmp_path):
+    from devinterp_ui.store.progress import RunProgress
+    from devinterp_ui.store.schema import Layout, build_schema
+
+    layout = Layout(2, 4, 2, 2, 2, 3, 4, {}, False)
+    progress = RunProgress.fresh(2, 4, 2)
+    writer = StoreWriter(
+        tmp_path / "run.zarr", build_schema(layout), {"progress": progress.to_json()}
+    )
+    writer.end("stopped")
+    status = StoreReader(tmp_path / "run.zarr").status()
+    assert status.status == "stopped" and status.finished and status.error is None
+    with pytest.raises(ValueError, match="'failed' or 'stopped'"):
+        writer.end("completed")
