@@ -27,7 +27,7 @@ from devinterp_ui.analysis.llc import initial_loss, running_llc
 from devinterp_ui.live.marker import StoreStatus, status_from_attrs
 from devinterp_ui.sgld import METRIC_NAMES
 from devinterp_ui.store.cleanup import remove_partial_files
-from devinterp_ui.store.liveness import HEARTBEAT_TIMEOUT, heartbeat_age
+from devinterp_ui.store.liveness import HEARTBEAT_TIMEOUT, HeartbeatWatch
 from devinterp_ui.store.progress import KILLED, MarkerUnreadable, read_root_attrs
 
 STEP_LOSS = "sampling_loss_micro"  # (chain, step, batch_sampling, token_pos)
@@ -116,6 +116,7 @@ class StoreReader:
         self._carry: tuple[np.ndarray, np.ndarray] | None = None  # per chain (sum, count)
         self._init: np.ndarray | None = None  # (chain, token_pos) init_loss as stored, once read
         self._swept = False  # the temporary files of a dead writer are removed (once)
+        self._heartbeat = HeartbeatWatch(self.path)
 
     # --- what the run is -------------------------------------------------------------------
 
@@ -163,7 +164,7 @@ class StoreReader:
             attrs,
             shape_rows,
             self.stale_after,
-            heartbeat_age=heartbeat_age(self.path),
+            heartbeat_age=self._heartbeat.age(),
             heartbeat_timeout=self.heartbeat_timeout,
         )
         if not self._swept and (self._last_status.status == KILLED or attrs.get("completed") == 1):

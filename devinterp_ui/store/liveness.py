@@ -37,14 +37,53 @@ def beat(store: str | Path) -> None:
         path.touch()
 
 
-def heartbeat_age(store: str | Path, now: float | None = None) -> float | None:
-    """Seconds since the writer of `store` last beat, or None when it has no heartbeat file
-    (a store from before heartbeats, or from devinterp 2.x)."""
+def heartbeat_mtime(store: str | Path) -> float | None:
+    """When the writer of `store` last beat (unix seconds, the file's mtime), or None when it
+    has no heartbeat file (a store from before heartbeats, or from devinterp 2.x)."""
     try:
-        mtime = heartbeat_path(store).stat().st_mtime
+        return heartbeat_path(store).stat().st_mtime
     except OSError:
         return None
+
+
+def heartbeat_age(store: str | Path, now: float | None = None) -> float | None:
+    """Seconds since the writer of `store` last beat, by this machine's clock; None without
+    a heartbeat file."""
+    mtime = heartbeat_mtime(store)
+    if mtime is None:
+        return None
     return max(0.0, (time.time() if now is None else now) - mtime)
+
+
+class HeartbeatWatch:
+    """How long the writer of one store has been silent, as seen by one reader over time.
+
+    Once the watch has seen the heartbeat change, silence is measured on this machine's
+    monotonic clock from that change, so a writer on a host whose clock is off is judged right
+    from its second beat on. Before that, the file's age (by the wall clock) or the time since
+    the watch first looked, whichever is longer: a writer that died before anyone looked is
+    called silent at once, and one whose clock runs ahead within `HEARTBEAT_TIMEOUT` anyway.
+    """
+
+    def __init__(self, store: str | Path):
+        self.store = Path(store)
+        self._seen: float | None = None  # the mtime last seen
+        self._first_look: float | None = None
+        self._changed: float | None = None  # monotonic time the mtime last changed
+
+    def age(self) -> float | None:
+        """Seconds of silence, or None for a store without a heartbeat file."""
+        mtime = heartbeat_mtime(self.store)
+        if mtime is None:
+            return None
+        now = time.monotonic()
+        if self._first_look is None:
+            self._first_look, self._seen = now, mtime
+        elif mtime != self._seen:
+            self._seen, self._changed = mtime, now
+        if self._changed is not None:
+            return now - self._changed
+        return max(0.0, time.time() - mtime, now - self._first_look)
 
 
 def writer_alive(pid: Any, host: Any) -> bool | None:
