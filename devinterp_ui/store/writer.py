@@ -202,8 +202,10 @@ class StoreWriter:
         self._write_ended_marker(status, error)
 
     def write_whole(self, name: str, value: Any) -> None:
-        """Write a whole array at once (inputs, n_beta, init_loss), synchronously."""
-        self.arrays[name][...] = np.asarray(value, dtype=self.schema[name].dtype)
+        """Write a whole array at once (inputs, n_beta, init_loss), synchronously. A failed
+        write (a full disk) marks the run failed, then raises StoreWriteError."""
+        data = np.asarray(value, dtype=self.schema[name].dtype)
+        self._write_now(lambda: self.arrays[name].__setitem__(Ellipsis, data))
 
     def write_row(self, name: str, chain: int, row: int, value: Any) -> None:
         """Stage row `row` of `name` for `chain`; it reaches disk at the next `flush()`."""
@@ -244,7 +246,33 @@ class StoreWriter:
     def set_attrs(self, attrs: dict[str, Any]) -> None:
         """Write root attrs after everything handed over so far has landed (e.g. `completed`)."""
         self.drain()
-        self.root.attrs.update(attrs)
+        self._write_now(lambda: self.root.attrs.update(attrs))
+
+    def _write_now(self, write) -> None:
+        """Run a synchronous write; on failure mark the run failed (as the thread does) and
+        raise StoreWriteError with the cause."""
+        try:
+            write()
+        except Exception as exc:
+            self._error = exc
+            self._stop_thread()
+            self._write_ended_marker(
+                FAILED, f"writing the store failed: {type(exc).__name__}: {exc}"
+            )
+            raise StoreWriteError(
+                f"writing the store {self.path} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _stop_thread(self) -> None:
+        """End the background thread without draining (after a failure)."""
+        with self._cond:
+            self._pending_chunks, self._pending_attrs = {}, None
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._closing = False
 
     def drain(self) -> None:
         """Block until every flush handed over is on disk; raise the writer thread's error."""

@@ -203,3 +203,29 @@ def test_end_marks_a_run_stopped_before_its_chains_ran_stopped(tmp_path):
     assert status.status == "stopped" and status.finished and status.error is None
     with pytest.raises(ValueError, match="'failed' or 'stopped'"):
         writer.end("completed")
+
+
+def test_a_full_disk_on_a_whole_array_write_marks_the_store_failed(tmp_path, monkeypatch):
+    """init_loss and the observables' rows are written synchronously, before any flush."""
+    from devinterp_ui.store.progress import RunProgress
+    from devinterp_ui.store.schema import Layout, build_schema
+
+    layout = Layout(2, 4, 2, 2, 2, 3, 4, {}, False)
+    progress = RunProgress.fresh(2, 4, 2)
+    writer = StoreWriter(
+        tmp_path / "run.zarr", build_schema(layout), {"progress": progress.to_json()}
+    )
+    real = type(writer.arrays["init_loss"]).__setitem__
+
+    def disk_full(self, key, value):
+        if self.name.endswith("init_loss"):
+            raise DISK_FULL
+        return real(self, key, value)
+
+    monkeypatch.setattr(type(writer.arrays["init_loss"]), "__setitem__", disk_full)
+    with pytest.raises(StoreWriteError, match="No space left"):
+        writer.write_whole("init_loss", np.ones((2, 3)))
+    status = StoreReader(tmp_path / "run.zarr").status()
+    assert status.status == "failed" and "No space left" in status.error
+    with pytest.raises(StoreWriteError):
+        writer.flush(progress)
