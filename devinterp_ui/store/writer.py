@@ -320,9 +320,9 @@ class StoreWriter:
         while True:
             with self._cond:
                 while not (self._pending_chunks or self._pending_attrs is not None):
-                    if self._closing:
+                    if self._closing or not self._beat():
+                        self._thread = None  # a later flush starts a new one
                         return
-                    self._beat()
                     self._cond.wait(timeout=self.heartbeat_interval)
                 chunks, attrs = list(self._pending_chunks.values()), self._pending_attrs
                 self._pending_chunks, self._pending_attrs = {}, None
@@ -342,14 +342,19 @@ class StoreWriter:
                 self._busy = False
                 self._cond.notify_all()
 
-    def _beat(self) -> None:
-        """Touch the heartbeat when due; a failure only makes readers call the run stale."""
+    def _beat(self) -> bool:
+        """Touch the heartbeat when due; a failure only makes readers call the run stale.
+        False once the store is gone (deleted by its caller after giving up, e.g. a temporary
+        store): the idle thread then ends instead of beating for nobody."""
         now = time.monotonic()
         if now - self._last_beat < self.heartbeat_interval:
-            return
+            return True
         self._last_beat = now
+        if not self.path.is_dir():
+            return False
         with contextlib.suppress(OSError):
             liveness.beat(self.path)
+        return True
 
     def _write_ended_marker(self, status: str, error: str | None) -> None:
         """Best effort: the store may be the very thing that fails (a full disk); then the

@@ -229,3 +229,22 @@ def test_a_full_disk_on_a_whole_array_write_marks_the_store_failed(tmp_path, mon
     assert status.status == "failed" and "No space left" in status.error
     with pytest.raises(StoreWriteError):
         writer.flush(progress)
+
+
+def test_the_writer_thread_ends_when_its_store_is_deleted(tmp_path, fast_heartbeat):
+    """A caller that gives up and deletes the store (a temporary one) leaks no beating thread."""
+    import shutil
+
+    from devinterp_ui.store.progress import RunProgress
+    from devinterp_ui.store.schema import Layout, build_schema
+
+    layout = Layout(1, 4, 2, 2, 2, 3, 4, {}, False)
+    progress = RunProgress.fresh(1, 4, 2)
+    writer = StoreWriter(
+        tmp_path / "run.zarr", build_schema(layout), {"progress": progress.to_json()}
+    )
+    thread = writer._thread
+    assert thread.is_alive()
+    shutil.rmtree(tmp_path / "run.zarr")
+    thread.join(5)
+    assert not thread.is_alive()
