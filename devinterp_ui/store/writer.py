@@ -18,7 +18,8 @@ Faults (docs/guarantees.md): the same thread keeps the store's heartbeat (store.
 creation to `close()`. When a write fails (a full disk, any exception) the thread rewrites the
 marker as failed, keeping the row counts of the last marker that landed, and ends; if even that
 write fails, the heartbeat stops and readers report the run stale within seconds. Either way
-the next `flush()`/`drain()` raises `StoreWriteError`.
+the next `flush()`/`drain()` raises `StoreWriteError`, as a failed synchronous write
+(`write_whole`, `set_attrs`) does at once, after marking the run failed the same way.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ __all__ = ["StoreWriteError", "StoreWriter", "remove_stale_builds"]
 
 
 class StoreWriteError(RuntimeError):
-    """The background thread could not write to the store (the cause is chained: e.g. an
-    OSError with errno ENOSPC for a full disk). The marker says failed where it could be
-    written; rows written before stay readable."""
+    """A write to the store failed (the cause is chained: e.g. an OSError with errno ENOSPC
+    for a full disk). The marker says failed where it could still be written; rows written
+    before stay readable."""
 
 
 @dataclass
@@ -254,14 +255,9 @@ class StoreWriter:
         try:
             write()
         except Exception as exc:
-            self._error = exc
             self._stop_thread()
-            self._write_ended_marker(
-                FAILED, f"writing the store failed: {type(exc).__name__}: {exc}"
-            )
-            raise StoreWriteError(
-                f"writing the store {self.path} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            self._record_failure(exc)
+            self._raise_error()
 
     def _stop_thread(self) -> None:
         """End the background thread without draining (after a failure)."""
