@@ -17,6 +17,8 @@ from devinterp_ui.live import StoreReader
 from devinterp_ui.live.job import SamplingJob
 from devinterp_ui.store import liveness
 from devinterp_ui.store.chunk_files import ChunkFiles
+from devinterp_ui.store.progress import RunProgress
+from devinterp_ui.store.schema import Layout, build_schema
 from devinterp_ui.store.writer import StoreWriteError, StoreWriter
 
 DISK_FULL = OSError(errno.ENOSPC, "No space left on device")
@@ -50,6 +52,13 @@ def until(condition, timeout: float = 10.0):
             return value
         time.sleep(0.02)
     return None
+
+
+def bare_writer(path, chains: int = 1) -> tuple[StoreWriter, RunProgress]:
+    """A writer of a small store with a fresh marker, as sample() creates it."""
+    layout = Layout(chains, 4, 2, 2, 2, 3, 4, {}, False)
+    progress = RunProgress.fresh(chains, 4, 2)
+    return StoreWriter(path, build_schema(layout), {"progress": progress.to_json()}), progress
 
 
 def test_a_full_disk_mid_run_marks_the_store_failed(model, tokens, settings, tmp_path, monkeypatch):
@@ -153,14 +162,7 @@ def test_a_hung_writer_thread_is_reported_stale_then_running_again(
 def test_a_live_writer_beats_while_nothing_is_flushed(tmp_path, fast_heartbeat):
     """Between store creation and the first flush (the initial loss of a large model can take
     minutes) the heartbeat already runs."""
-    from devinterp_ui.store.progress import RunProgress
-    from devinterp_ui.store.schema import Layout, build_schema
-
-    layout = Layout(1, 4, 2, 2, 2, 3, 4, {}, False)
-    progress = RunProgress.fresh(1, 4, 2)
-    writer = StoreWriter(
-        tmp_path / "run.zarr", build_schema(layout), {"progress": progress.to_json()}
-    )
+    writer, progress = bare_writer(tmp_path / "run.zarr", chains=1)
     try:
         time.sleep(0.5)
         age = liveness.heartbeat_age(tmp_path / "run.zarr")
@@ -174,14 +176,7 @@ def test_a_live_writer_beats_while_nothing_is_flushed(tmp_path, fast_heartbeat):
 
 def test_fail_marks_a_run_that_never_started_failed(tmp_path):
     """For callers that give up between creating the store and running the chains."""
-    from devinterp_ui.store.progress import RunProgress
-    from devinterp_ui.store.schema import Layout, build_schema
-
-    layout = Layout(2, 4, 2, 2, 2, 3, 4, {}, False)
-    progress = RunProgress.fresh(2, 4, 2)
-    writer = StoreWriter(
-        tmp_path / "run.zarr", build_schema(layout), {"progress": progress.to_json()}
-    )
+    writer, progress = bare_writer(tmp_path / "run.zarr", chains=2)
     writer.fail(ValueError("loss_fn returned NaN at the checkpoint"))
     status = StoreReader(tmp_path / "run.zarr").status()
     assert status.status == "failed"
@@ -190,14 +185,7 @@ def test_fail_marks_a_run_that_never_started_failed(tmp_path):
 
 
 def test_end_marks_a_run_stopped_before_its_chains_ran_stopped(tmp_path):
-    from devinterp_ui.store.progress import RunProgress
-    from devinterp_ui.store.schema import Layout, build_schema
-
-    layout = Layout(2, 4, 2, 2, 2, 3, 4, {}, False)
-    progress = RunProgress.fresh(2, 4, 2)
-    writer = StoreWriter(
-        tmp_path / "run.zarr", build_schema(layout), {"progress": progress.to_json()}
-    )
+    writer, progress = bare_writer(tmp_path / "run.zarr", chains=2)
     writer.end("stopped")
     status = StoreReader(tmp_path / "run.zarr").status()
     assert status.status == "stopped" and status.finished and status.error is None
@@ -207,14 +195,7 @@ def test_end_marks_a_run_stopped_before_its_chains_ran_stopped(tmp_path):
 
 def test_a_full_disk_on_a_whole_array_write_marks_the_store_failed(tmp_path, monkeypatch):
     """init_loss and the observables' rows are written synchronously, before any flush."""
-    from devinterp_ui.store.progress import RunProgress
-    from devinterp_ui.store.schema import Layout, build_schema
-
-    layout = Layout(2, 4, 2, 2, 2, 3, 4, {}, False)
-    progress = RunProgress.fresh(2, 4, 2)
-    writer = StoreWriter(
-        tmp_path / "run.zarr", build_schema(layout), {"progress": progress.to_json()}
-    )
+    writer, progress = bare_writer(tmp_path / "run.zarr", chains=2)
     real = type(writer.arrays["init_loss"]).__setitem__
 
     def disk_full(self, key, value):
@@ -235,14 +216,7 @@ def test_the_writer_thread_ends_when_its_store_is_deleted(tmp_path, fast_heartbe
     """A caller that gives up and deletes the store (a temporary one) leaks no beating thread."""
     import shutil
 
-    from devinterp_ui.store.progress import RunProgress
-    from devinterp_ui.store.schema import Layout, build_schema
-
-    layout = Layout(1, 4, 2, 2, 2, 3, 4, {}, False)
-    progress = RunProgress.fresh(1, 4, 2)
-    writer = StoreWriter(
-        tmp_path / "run.zarr", build_schema(layout), {"progress": progress.to_json()}
-    )
+    writer, progress = bare_writer(tmp_path / "run.zarr", chains=1)
     thread = writer._thread
     assert thread.is_alive()
     shutil.rmtree(tmp_path / "run.zarr")
