@@ -25,12 +25,8 @@ the next `flush()`/`drain()` raises `StoreWriteError`, as a failed synchronous w
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
-import shutil
 import threading
 import time
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +34,11 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BytesCodec, ZstdCodec
 
 from devinterp_ui.store import liveness
-from devinterp_ui.store.cache import IDENTITY_ATTRS, StoreConflictError, check_existing
 from devinterp_ui.store.chunk_files import ChunkFiles
-from devinterp_ui.store.cleanup import BUILD_HOST, building_name, remove_stale_builds
+from devinterp_ui.store.cleanup import BUILD_HOST, remove_stale_builds
+from devinterp_ui.store.create import create_store
 from devinterp_ui.store.progress import FAILED, STOPPED, RunProgress, ended_marker
 from devinterp_ui.store.schema import ArraySpec
 
@@ -87,7 +82,7 @@ class StoreWriter:
         self.path = Path(path)
         self.schema = schema
         self.heartbeat_interval = liveness.HEARTBEAT_INTERVAL
-        self._build(attrs)
+        create_store(self.path, schema, attrs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.root = zarr.open_group(str(self.path), mode="r+")
@@ -113,69 +108,6 @@ class StoreWriter:
         # Started now, not at the first flush: it keeps the heartbeat while the caller computes
         # the initial loss, which can take long on a large model.
         self._start_thread()
-
-    def _build(self, attrs: dict[str, Any]) -> None:
-        """Build the store beside the target and rename it into place, so a store at `path`
-        always has every array, the consolidated metadata and the root attributes from its
-        first moment."""
-        remove_stale_builds(self.path)
-        building = building_name(self.path, os.getpid(), uuid.uuid4().hex[:8])
-        try:
-            root = zarr.open_group(str(building), mode="w", zarr_format=3)
-            for spec in self.schema.values():
-                root.create_array(
-                    spec.name,
-                    shape=spec.shape,
-                    chunks=spec.chunks if spec.shape else "auto",
-                    dtype=spec.dtype,
-                    fill_value=spec.fill_value,
-                    dimension_names=spec.dims,
-                    # zarr's default, spelled out: ChunkFiles writes row chunks with exactly these.
-                    serializer=BytesCodec(),
-                    compressors=ZstdCodec(level=0),
-                )
-            root.attrs.update(attrs)
-            with warnings.catch_warnings():
-                # Consolidated metadata is not in the v3 spec yet, but xarray reads it and warns
-                # (and opens slower) without it; the layout never changes after creation.
-                warnings.simplefilter("ignore")
-                zarr.consolidate_metadata(str(building))
-            liveness.beat(building)
-            self._move_into_place(building, attrs)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)  # gone already once renamed
-
-    def _move_into_place(self, building: Path, attrs: dict[str, Any]) -> None:
-        try:
-            if self.path.is_dir():
-                self.path.rmdir()  # only ever an empty directory here (see store.cache)
-            os.replace(building, self.path)
-            return
-        except FileNotFoundError:
-            pass  # another writer removed the empty directory first: try the rename again
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
-            return self._lost_race(attrs)
-        try:
-            os.replace(building, self.path)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
-            self._lost_race(attrs)
-
-    def _lost_race(self, attrs: dict[str, Any]) -> None:
-        """Another writer renamed its store into `path` after this one's check: say what is
-        there (a different run, or the same run still being written) and give up."""
-        identity = {k: attrs.get(k) for k in IDENTITY_ATTRS}
-        if check_existing(self.path, identity):
-            raise StoreConflictError(
-                f"output_path {str(self.path)!r} was filled by another writer with this same "
-                "run while this one was preparing it; call sample() again to reuse it."
-            )
-        raise StoreConflictError(  # check_existing raises for anything else; kept for safety
-            f"output_path {str(self.path)!r} was created by another writer meanwhile."
-        )
 
     @property
     def error(self) -> BaseException | None:

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from devinterp_ui import StoreConflictError, sample
+from devinterp_ui.store import writer as writer_module
 from devinterp_ui.store.cleanup import BUILD_HOST as _HOST
 from devinterp_ui.store.cleanup import remove_stale_builds
 from devinterp_ui.store.writer import StoreWriter
@@ -71,13 +72,13 @@ def race(monkeypatch, tiny_lm, token_data, path, lrs):
     """Run sample() at `path` in one thread per key (a float: that lr; a str: lr=1e-3), all
     past their existence check before any creates the store (the window that two processes
     starting at once share)."""
-    real_build, barrier = StoreWriter._build, threading.Barrier(len(lrs), timeout=60)
+    real_create, barrier = writer_module.create_store, threading.Barrier(len(lrs), timeout=60)
 
-    def wait_then_build(self, attrs):
+    def wait_then_create(path, schema, attrs):
         barrier.wait()  # each writer has checked the path and found nothing
-        return real_build(self, attrs)
+        return real_create(path, schema, attrs)
 
-    monkeypatch.setattr(StoreWriter, "_build", wait_then_build)
+    monkeypatch.setattr(writer_module, "create_store", wait_then_create)
     outcomes: dict[object, object] = {}
 
     def run(key):

@@ -150,19 +150,19 @@ import torch
 torch.set_num_threads(1)
 from live_fixtures import ToyLM, VOCAB, ROWS, SEQ_LEN
 from devinterp_ui import StoreConflictError, sample
-from devinterp_ui.store.writer import StoreWriter
+from devinterp_ui.store import writer
 
 me, other = Path(sys.argv[2]), Path(sys.argv[3])
-real_build = StoreWriter._build
+real_create = writer.create_store
 
-def build_when_both_checked(self, attrs):
+def create_when_both_checked(path, schema, attrs):
     me.touch()  # this process found no store at the path
     deadline = time.monotonic() + 60
     while not other.exists() and time.monotonic() < deadline:
         time.sleep(0.005)
-    return real_build(self, attrs)
+    return real_create(path, schema, attrs)
 
-StoreWriter._build = build_when_both_checked
+writer.create_store = create_when_both_checked
 torch.manual_seed(0)
 tokens = torch.randint(0, VOCAB, (ROWS, SEQ_LEN), generator=torch.Generator().manual_seed(1))
 try:
