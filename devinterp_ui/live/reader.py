@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from zarr.core.sync import sync  # the bridge to Zarr's I/O loop that zarr.Array
 
 from devinterp_ui.analysis.llc import initial_loss, running_llc
 from devinterp_ui.live.marker import StoreStatus, status_from_attrs
+from devinterp_ui.live.new_rows import NewRows, empty_draws, empty_steps
 from devinterp_ui.sgld import METRIC_NAMES
 from devinterp_ui.store.cleanup import remove_partial_files
 from devinterp_ui.store.liveness import HEARTBEAT_TIMEOUT, HeartbeatWatch
@@ -33,41 +33,10 @@ from devinterp_ui.store.progress import KILLED, MarkerUnreadable, read_root_attr
 STEP_LOSS = "sampling_loss_micro"  # (chain, step, batch_sampling, token_pos)
 DRAW_LOSS = "sampling_loss"  # (chain, draw, batch, token_pos)
 
+__all__ = ["NewRows", "StoreReader", "wait_for_store"]
+
 # Chains sharing one new row range [start, stop), read together: (chains, start, stop).
 Range = tuple[list[int], int, int]
-
-
-@dataclass(frozen=True)
-class NewRows:
-    """What one `read_new()` call found: rows no earlier call returned, in long form.
-
-    steps: Dataset over dim `row`, one row per new (chain, step), sorted by chain then step.
-        coords  chain(row) int64, step(row) int64
-        loss(row)   float64  mean sampling loss of that step: mean of `sampling_loss_micro`
-                             over batch_sampling and token_pos (nats per token / per sample)
-        llc(row)    float64  the chain's running LLC after that step:
-                             n_beta * (mean of `loss` over steps num_burnin_steps..step
-                             - init_loss averaged over chains), from `running_llc`, the
-                             estimator of `compute_llc`; NaN during burn-in
-        metrics_{name}(row) float32  one per SGLD diagnostic, when the run saves metrics
-                                     (those chosen with `StoreReader(metrics=...)`)
-    draws: Dataset over dim `row`, one row per new (chain, draw), sorted by chain then draw.
-        coords  chain(row), draw(row), step(row) (the step the draw was taken after)
-        loss_{obs}(row) float64  mean loss of observable `obs` (store name) over its rows and
-                                 token_pos at that draw
-    status: the marker snapshot the rows were bounded by.
-
-    `ds.set_index(row=["chain", "step"]).unstack("row")` turns either table into a
-    (chain, step) / (chain, draw) grid; `ds.to_dataframe()` gives columns for streaming plots.
-    """
-
-    steps: xr.Dataset
-    draws: xr.Dataset
-    status: StoreStatus
-
-    @property
-    def empty(self) -> bool:
-        return self.steps.sizes.get("row", 0) == 0 and self.draws.sizes.get("row", 0) == 0
 
 
 class StoreReader:
@@ -182,7 +151,7 @@ class StoreReader:
         """
         snap, fresh = self._poll()
         if not fresh or snap.num_chains == 0 or not self._open(snap):
-            return NewRows(_empty_steps(), _empty_draws(), snap)
+            return NewRows(empty_steps(), empty_draws(), snap)
         steps_to = np.asarray(snap.steps_written, dtype=np.int64)
         draws_to = np.asarray(snap.draws_written, dtype=np.int64)
         step_ranges = _ranges(self._steps_read, steps_to)
@@ -260,7 +229,7 @@ class StoreReader:
 
     def _steps_table(self, ranges: list[Range], means: dict[str, np.ndarray]) -> xr.Dataset:
         if not ranges:
-            return _empty_steps()
+            return empty_steps()
         chain, step, order = _row_coords(ranges)
         loss = means[STEP_LOSS][order]
         data = {"loss": ("row", loss), "llc": ("row", self._running_llc(chain, step, loss))}
@@ -271,7 +240,7 @@ class StoreReader:
 
     def _draws_table(self, ranges: list[Range], means: dict[str, np.ndarray]) -> xr.Dataset:
         if not ranges:
-            return _empty_draws(self.observables)
+            return empty_draws(self.observables)
         chain, draw, order = _row_coords(ranges)
         cfg = self.config
         step = int(cfg.get("num_burnin_steps", 0)) + draw * int(cfg.get("num_steps_bw_draws", 1))
@@ -376,22 +345,6 @@ def _row_coords(ranges: list[Range]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     chain, index = np.concatenate(chain), np.concatenate(index)
     order = np.lexsort((index, chain))
     return chain[order], index[order], order
-
-
-def _empty_steps() -> xr.Dataset:
-    empty = np.zeros(0, dtype=np.int64)
-    return xr.Dataset(
-        {"loss": ("row", np.zeros(0)), "llc": ("row", np.zeros(0))},
-        coords={"chain": ("row", empty), "step": ("row", empty)},
-    )
-
-
-def _empty_draws(observables: list[str] = ()) -> xr.Dataset:
-    empty = np.zeros(0, dtype=np.int64)
-    return xr.Dataset(
-        {f"loss_{o}": ("row", np.zeros(0)) for o in observables},
-        coords={"chain": ("row", empty), "draw": ("row", empty), "step": ("row", empty)},
-    )
 
 
 def wait_for_store(path: str | Path, timeout: float, poll: float = 0.05) -> StoreReader:
