@@ -222,3 +222,51 @@ def test_the_writer_thread_ends_when_its_store_is_deleted(tmp_path, fast_heartbe
     shutil.rmtree(tmp_path / "run.zarr")
     thread.join(5)
     assert not thread.is_alive()
+
+
+FILE_LIMIT_SCRIPT = """
+import resource, signal, sys
+sys.path[:0] = [{tests_dir!r}, {tests_root!r}]
+import torch
+torch.set_num_threads(1)
+from live_fixtures import ToyLM, VOCAB, ROWS, SEQ_LEN
+from devinterp_ui import sample
+torch.manual_seed(0)
+tokens = torch.randint(0, VOCAB, (ROWS, SEQ_LEN), generator=torch.Generator().manual_seed(1))
+# The kernel refuses to grow any file past 16 KiB (EFBIG), as a full disk refuses (ENOSPC):
+# the root zarr.json (about 8 KiB) still fits, a row chunk stops fitting after ~120 rows.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))
+try:
+    sample(ToyLM(), tokens, {{}}, output_path=sys.argv[1], lr=1e-3, n_beta=10.0, num_chains=2,
+           num_draws=400, batch_size=8, num_init_loss_batches=1, progress_bar=False,
+           flush_interval=0.0)
+    print("NO ERROR")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_a_real_write_refused_by_the_kernel_marks_the_store_failed(tmp_path):
+    """A real process whose file writes the kernel refuses (RLIMIT_FSIZE: EFBIG, the same
+    failure path as ENOSPC): the store ends failed with the OS error, its rows readable."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    script = tmp_path / "limited.py"
+    script.write_text(FILE_LIMIT_SCRIPT.format(tests_dir=str(here), tests_root=str(here.parent)))
+    path = tmp_path / "run.zarr"
+    done = subprocess.run(
+        [sys.executable, str(script), str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.stdout.startswith("StoreWriteError"), (done.stdout, done.stderr[-2000:])
+    assert "File too large" in done.stdout
+    status = StoreReader(path).status()
+    assert status.status == "failed" and "File too large" in status.error
+    assert 50 < min(status.steps_written) < 400
+    data = xr.open_datatree(str(path), engine="zarr").dataset.load()
+    for c, steps in enumerate(status.steps_written):
+        assert np.isfinite(data["sampling_loss_micro"].values[c, :steps]).all()
+    assert not list(path.rglob("*.partial"))
