@@ -74,7 +74,9 @@ def init_state(
     slots = make_slots(weights, anchors, masks, hp.method, views)
     if init_noise:
         add_init_noise(slots, noise_like, init_noise)
-    thermostat = init_momentum(slots, noise_like, hp) if hp.method == "sgnht" else None
+    thermostat = None
+    if hp.method == "sgnht":
+        thermostat = init_momentum(slots, (noise_like(s.w) for s in slots), hp)
     _refresh_views(slots)
     return ChainState(slots, thermostat)
 

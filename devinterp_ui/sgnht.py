@@ -22,7 +22,7 @@ enter here exactly as they enter SGLD's drift (the prior's gradient) and noise.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -40,13 +40,14 @@ class Thermostat:
 
 
 def init_momentum(
-    slots: list[ParamSlot], noise_like: Callable[[torch.Tensor], torch.Tensor], hp: SGLDHyper
+    slots: list[ParamSlot], noises: Iterable[torch.Tensor], hp: SGLDHyper
 ) -> Thermostat:
-    """p = m sqrt(lr) xi on every slot (one draw per slot, in order), z = diffusion_factor."""
+    """p = m sqrt(lr) xi on every slot (xi: one of `noises` per slot, in order), z =
+    diffusion_factor."""
     count = 0
     with torch.no_grad():
-        for slot in slots:
-            p = noise_like(slot.w) * math.sqrt(hp.lr)
+        for slot, xi in zip(slots, noises, strict=True):
+            p = xi * math.sqrt(hp.lr)
             slot.p = p if slot.mask is None else p * slot.mask
             count += slot.w.numel() if slot.mask is None else int(slot.mask.sum())
     device = slots[0].w.device if slots else torch.device("cpu")

@@ -76,7 +76,7 @@ def test_bounding_box_clamps_and_reflects_the_momentum_at_the_wall():
 
 def test_initial_momentum_is_sqrt_lr_noise_and_thermostat_starts_at_the_diffusion_factor():
     slot = ParamSlot(w=W.clone(), w0=W0.clone(), mask=torch.tensor([1.0, 1.0, 0.0]))
-    thermo = init_momentum([slot], lambda t: XI.clone(), hyper(lr=0.04))
+    thermo = init_momentum([slot], [XI.clone()], hyper(lr=0.04))
     torch.testing.assert_close(slot.p, 0.2 * XI * slot.mask)
     assert float(thermo.z) == pytest.approx(0.02) and thermo.count == 2
 
