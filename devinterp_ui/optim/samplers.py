@@ -41,7 +41,7 @@ import torch
 from devinterp_ui import kernel
 from devinterp_ui.segments import segment_runs
 from devinterp_ui.sgld import ParamSlot, SGLDHyper, make_slots
-from devinterp_ui.sgnht import init_momentum
+from devinterp_ui.sgnht import Thermostat, init_momentum
 
 __all__ = ["SGLD", "SGNHT", "RMSpropSGLD"]
 
@@ -194,6 +194,25 @@ class _KernelOptimizer(torch.optim.Optimizer):
             state = kernel.ChainState(slots, self.state[params[0]].get("thermostat"))
             kernel.step(state, grads, self._noise(slots), self._hyper(group))
         return loss
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As torch's, except that the sampler's state keeps its saved dtype (torch casts
+        floating state to the parameter's dtype, which would round a bf16 parameter's float32
+        master weights, checkpoint and momentum to bf16) and the thermostat is copied."""
+        saved = {
+            pid: {k: v for k, v in st.items() if isinstance(v, torch.Tensor | Thermostat)}
+            for pid, st in state_dict["state"].items()
+        }
+        super().load_state_dict(state_dict)
+        params = [p for group in self.param_groups for p in group["params"]]
+        for pid, values in saved.items():
+            p = params[pid]
+            for key, v in values.items():
+                if isinstance(v, Thermostat):
+                    v = Thermostat(v.z.detach().clone().to(p.device), v.count)
+                else:
+                    v = v.detach().clone().to(p.device)
+                self.state[p][key] = v
 
     def load_master(self) -> None:
         """Take the float32 master weights of bf16/fp16 parameters from the parameters' current

@@ -135,6 +135,35 @@ def test_bf16_parameters_step_through_float32_master_weights():
     assert abs(final["bf16"] - final["fp32"]) < 0.05 * (start - final["fp32"]), final
 
 
+def test_a_saved_and_loaded_sgnht_optimizer_continues_the_same_bf16_chain():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1).to(torch.bfloat16)
+    x = torch.randn(16, 4, dtype=torch.bfloat16)
+
+    def step(opt, m):
+        opt.zero_grad()
+        m(x).float().pow(2).mean().backward()
+        opt.step()
+
+    opt = SGNHT(model.parameters(), lr=1e-4, n_beta=10.0, localization=1.0)
+    for _ in range(3):
+        step(opt, model)
+    twin = copy.deepcopy(model)
+    twin_opt = SGNHT(twin.parameters(), lr=1e-4, n_beta=10.0, localization=1.0)
+    twin_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    for p, q in zip(opt.state.values(), twin_opt.state.values(), strict=True):
+        assert p["master"].dtype == q["master"].dtype == torch.float32
+        torch.testing.assert_close(p["master"], q["master"], rtol=0, atol=0)
+    gen_state = torch.get_rng_state()
+    step(opt, model)
+    torch.set_rng_state(gen_state)
+    step(twin_opt, twin)
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    first = next(iter(opt.state.values()))["thermostat"]
+    assert first is not next(iter(twin_opt.state.values()))["thermostat"]
+
+
 def test_devinterp_spelling_nbeta_is_accepted_and_bad_settings_are_refused():
     p = torch.nn.Parameter(torch.zeros(3))
     opt = SGLD([p], lr=0.1, nbeta=5.0)
