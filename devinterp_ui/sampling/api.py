@@ -228,17 +228,16 @@ def sample(
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = StoreWriter(path, schema, attrs)
-        writer.write_whole("n_beta", config.n_beta)
-        for o in obs:
-            if source.kind == "token":
-                writer.write_whole(f"input_ids_{o.key}", o.source.token_ids(o.rows))
-            else:
-                writer.write_whole(f"indices_{o.key}", o.rows)
-        writer.write_whole(
-            "init_loss",
-            init_losses(base, source, loss_fn, config, device, num_positions, stop_event),
-        )
-        writer.flush(progress)
+        try:
+            _write_inputs(
+                writer, config, source, obs, base, loss_fn, device, num_positions, stop_event
+            )
+            writer.flush(progress)
+        except BaseException as exc:
+            # Before the runner owns the store (an init loss that raises, Ctrl-C): mark it
+            # failed, so no reader takes it for a run that is still going.
+            writer.fail(exc)
+            raise
 
         plan = RunPlan(
             config=config,
@@ -267,6 +266,19 @@ def sample(
     finally:
         if temporary:
             shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _write_inputs(writer, config, source, obs, base, loss_fn, device, num_positions, stop_event):
+    """The arrays written once before the chains run: n_beta, observable rows, init_loss."""
+    writer.write_whole("n_beta", config.n_beta)
+    for o in obs:
+        if source.kind == "token":
+            writer.write_whole(f"input_ids_{o.key}", o.source.token_ids(o.rows))
+        else:
+            writer.write_whole(f"indices_{o.key}", o.rows)
+    writer.write_whole(
+        "init_loss", init_losses(base, source, loss_fn, config, device, num_positions, stop_event)
+    )
 
 
 def _layout(config: SamplerConfig, source: DataSource, obs, num_positions: int) -> Layout:

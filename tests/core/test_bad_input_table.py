@@ -222,3 +222,21 @@ def test_store_size_counts_floats_in_full_and_integers_at_the_bytes_they_need():
     assert store_nbytes(schema) == 2 * 100 * 4 + 2 * 100 * 6 * 8  # uncompressed
     assert store_nbytes(schema, largest_int=200) == 2 * 100 * 4 + 2 * 100 * 6 * 1
     assert store_nbytes(schema, largest_int=50_000) == 2 * 100 * 4 + 2 * 100 * 6 * 2
+
+
+def test_an_init_loss_that_raises_leaves_a_store_marked_failed(tmp_path):
+    from devinterp_ui.live.reader import StoreReader
+
+    path = tmp_path / "run.zarr"
+    with pytest.raises(RuntimeError, match="on purpose"):
+        sample(
+            TinyLM(),
+            tokens(),
+            {},
+            **{**BASE, "num_init_loss_batches": 4},
+            loss_fn=failing_at_step(3),
+            output_path=path,
+        )
+    status = StoreReader(path).status()
+    assert status.status == "failed"
+    assert "on purpose" in (status.error or "")
