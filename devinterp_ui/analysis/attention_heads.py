@@ -31,6 +31,7 @@ from torch import nn
 from devinterp_ui.analysis.transformer_layouts import (
     AttentionModule,
     config_value,
+    is_hooked_attention,
     meaningful_parts,
     model_configs,
 )
@@ -126,6 +127,8 @@ def head_layout(
     the shapes do not split into heads, or a parameter's head layout is not understood.
     """
     where = f"attention module {attention.path} ({type(attention.module).__name__})"
+    if is_hooked_attention(attention.module):
+        return _hooked_layout(model, attention, n_heads, n_kv_heads, where)
     roles: dict[str, list] = {}
     for proj in attention.projections:
         roles.setdefault(proj.role, []).append(proj)
@@ -175,6 +178,31 @@ def head_layout(
     return HeadLayout(
         attention.path, n, kv, hd, tuple(cuts + extra), tuple(shared + extra_shared), tuple(coupled)
     )
+
+
+def _hooked_layout(model, attention, n_heads, n_kv_heads, where) -> HeadLayout:
+    """HookedTransformer: every per-head tensor has heads on dim 0, one index per head."""
+    names = dict(zip((id(p) for p in attention.module.parameters()), attention.params, strict=True))
+    own = {k: p for k, p in attention.module._parameters.items() if p is not None}
+    n = n_heads or int(own["W_Q"].shape[0])
+    kv_tensor = own.get("_W_K", own.get("W_K"))
+    kv = n_kv_heads or int(kv_tensor.shape[0])
+    hd = int(own["W_Q"].shape[-1])
+    cuts, shared = [], []
+    for key, p in own.items():
+        if key in ("W_Q", "b_Q", "W_O"):
+            cuts.append(HeadCut(names[id(p)], 0, "q", 1))
+        elif key in ("W_K", "W_V", "_W_K", "_W_V", "b_K", "b_V", "_b_K", "_b_V"):
+            cuts.append(HeadCut(names[id(p)], 0, "kv" if int(p.shape[0]) == kv else "q", 1))
+        elif key == "b_O":
+            shared.append(names[id(p)])
+        else:
+            raise ValueError(
+                f"{where} holds {key} {tuple(p.shape)} whose head layout is not understood."
+            )
+    if n % kv:
+        raise ValueError(f"{where}: {n} heads do not split into {kv} key/value heads.")
+    return HeadLayout(attention.path, n, kv, hd, tuple(cuts), tuple(shared))
 
 
 def _head_count(model: nn.Module, module: nn.Module) -> int | None:

@@ -219,13 +219,20 @@ def _attention_modules(block: nn.Module, names: dict[int, str]) -> list[tuple[st
     names = names or {id(p): n for n, p in block.named_parameters()}
     candidates = []
     for path, mod in block.named_modules():
-        if path and _has_attention_roles(_projections(mod, names)):
+        if path and (_has_attention_roles(_projections(mod, names)) or is_hooked_attention(mod)):
             candidates.append((path, mod))
     return [
         (p, m)
         for p, m in candidates
         if not any(q != p and q.startswith(p + ".") for q, _ in candidates)
     ]
+
+
+def is_hooked_attention(mod: nn.Module) -> bool:
+    """TransformerLens' HookedTransformer attention (2.x/3.x): per-head tensors W_Q (n, d, hd),
+    W_K/W_V (or _W_K/_W_V with grouped-query attention), W_O (n, hd, d), held directly."""
+    own = set(mod._parameters)
+    return {"W_Q", "W_O"} <= own and bool({"W_K", "_W_K"} & own) and bool({"W_V", "_W_V"} & own)
 
 
 def _layer(index: int, path: str, block: nn.Module, names: dict[int, str]) -> LayerLayout:
@@ -299,7 +306,9 @@ def _embedding(model: nn.Module, names: dict[int, str], side: str, stack: str) -
             inner = [
                 m for m in candidate.modules() if isinstance(m, nn.Embedding) or _linear_like(m)
             ]
-            if side == "input" and inner and isinstance(inner[0], nn.Embedding):
+            if {"W_E", "W_U"} & set(candidate._parameters):  # HookedTransformer Embed / Unembed
+                mod = candidate
+            elif side == "input" and inner and isinstance(inner[0], nn.Embedding):
                 mod = inner[0]
             elif side == "output" and inner and _linear_like(inner[0]):
                 mod = candidate
