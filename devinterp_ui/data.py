@@ -270,6 +270,11 @@ def _indexable(rows: Sequence, name: str) -> DataSource:
     _check_seq_len(int(lengths[0]), name)
     if _as_long(first["input_ids"]).dtype.is_floating_point:
         raise TypeError(f"{name} 'input_ids' must be integers.")
+    if "attention_mask" in first:
+        # Padding needs the mask with every batch: read the rows once into tensors.
+        ids = torch.stack([_as_long(rows[i]["input_ids"]) for i in range(n)])
+        mask = torch.stack([_as_long(rows[i]["attention_mask"]) for i in range(n)])
+        return _token_tensor(ids, name, mask)
     return TokenRowSource(rows, int(lengths[0]))
 
 

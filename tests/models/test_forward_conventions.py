@@ -94,3 +94,10 @@ def test_a_mask_of_another_shape_is_refused():
             {"input_ids": torch.zeros(3, 5, dtype=torch.long), "attention_mask": torch.ones(3, 4)},
             "dataset",
         )
+
+
+def test_rows_of_dicts_with_a_mask_keep_it():
+    batch = _padded(pad_token=0)
+    rows = [{k: v[i] for k, v in batch.items()} for i in range(4)]
+    source = as_source(rows, "dataset")
+    assert torch.equal(source.batch([1], "cpu")["attention_mask"], batch["attention_mask"][[1]])
