@@ -74,6 +74,7 @@ def main() -> None:
     model = GPT2LMHeadModel(GPT2Config()).to(args.device)
     n_params = sum(p.numel() for p in model.parameters())
     copy_bytes = n_params * 4
+    built = _rss()
     ids = torch.randint(0, model.config.vocab_size, (args.rows, args.seq_len))
     step_times: list[float] = []
 
@@ -114,6 +115,10 @@ def main() -> None:
     print(
         f"peak RSS above start: {above / 2**20:.0f} MiB = {above / copy_bytes:.2f} model copies "
         f"(budget {args.chains + 2} copies + buffers; one logits tensor is {logits / 2**20:.0f} MiB)"
+    )
+    print(
+        f"  of which the caller's model as built: {(built - before) / copy_bytes:.2f} copies; "
+        f"sample() itself: {(peak.peak - built) / copy_bytes:.2f} copies"
     )
     print(f"mean sampling loss {loss:.3f} (ln vocab = {torch.log(torch.tensor(50257.0)):.3f})")
 

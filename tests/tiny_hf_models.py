@@ -73,6 +73,17 @@ MODEL_TYPES: list[tuple[str, dict, int]] = [
     ("ernie", {}, 4),
     ("megatron-bert", {}, 4),
     ("roformer", {}, 4),
+    ("afmoe", {}, 4),
+    ("aria_text", {}, 4),
+    ("cpmant", {}, 4),
+    ("whisper", {}, 4),
+    ("trocr", {}, 4),
+    ("llama4_text", {}, 4),
+    ("minimax", {}, 4),
+    ("lfm2", {}, 4),
+    ("gpt-sw3", {}, 4),
+    ("gpt_neox_japanese", {}, 4),
+    ("bigbird_pegasus", {}, 4),
 ]
 
 _SIZES: list[tuple[object, tuple[str, ...]]] = [

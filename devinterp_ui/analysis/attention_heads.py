@@ -174,7 +174,7 @@ def head_layout(
     if kv < 1 or n % kv:
         raise ValueError(f"{where}: {n} heads do not split into {kv} key/value heads.")
     known = {c.param for c in cuts} | set(shared)
-    extra, extra_shared, coupled = _extras(attention, n, kv, hd, known, where)
+    extra, extra_shared, coupled = _extras(attention, n, kv, hd, known, where, o.size_out)
     return HeadLayout(
         attention.path, n, kv, hd, tuple(cuts + extra), tuple(shared + extra_shared), tuple(coupled)
     )
@@ -264,7 +264,9 @@ def _fused_order(model, attention, qkv, n, hd, n_kv, where) -> tuple[str, int]:
     return order, kv
 
 
-def _extras(attention, n, kv, hd, known, where) -> tuple[list[HeadCut], list[str], list[str]]:
+def _extras(
+    attention, n, kv, hd, known, where, width
+) -> tuple[list[HeadCut], list[str], list[str]]:
     """Cuts for per-head extras (sinks, q/k norms, gates); shared norms; raise on the rest."""
     cuts, shared, coupled = [], [], []
     names = dict(
@@ -290,6 +292,8 @@ def _extras(attention, n, kv, hd, known, where) -> tuple[list[HeadCut], list[str
                 coupled.append(name)
             elif not is_norm and p.dim() >= 1 and int(p.shape[0]) == n and pname != "weight":
                 cuts.append(HeadCut(name, 0, "q", 1))  # sinks and other (n_heads, ...) tensors
+            elif pname.endswith("bias") and p.dim() == 1 and p.numel() == width:
+                shared.append(name)  # an output bias held apart from its projection
             elif "gate" in leaf and pname in ("weight", "bias") and int(p.shape[0]) == n * hd:
                 cuts.append(HeadCut(name, 0, "q", hd))  # per-head output gate (nn.Linear)
             else:
