@@ -101,3 +101,27 @@ def test_rows_of_dicts_with_a_mask_keep_it():
     rows = [{k: v[i] for k, v in batch.items()} for i in range(4)]
     source = as_source(rows, "dataset")
     assert torch.equal(source.batch([1], "cpu")["attention_mask"], batch["attention_mask"][[1]])
+
+
+def test_left_padding_is_masked_inside_the_model_too():
+    # Real tokens after left padding would attend to the pads unless the mask reaches the model.
+    model = tiny_model("llama")
+    ids = torch.randint(2, VOCAB, (2, 6), generator=torch.Generator().manual_seed(4))
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    a = next_token_loss(
+        model, {"input_ids": torch.where(mask.bool(), ids, 0), "attention_mask": mask}
+    )
+    b = next_token_loss(
+        model, {"input_ids": torch.where(mask.bool(), ids, 7), "attention_mask": mask}
+    )
+    assert torch.allclose(a, b, atol=1e-5)
+    assert (a[0, :2] == 0).all() and (a[0, 2:] != 0).all()
+
+
+def test_a_model_that_takes_no_mask_is_refused_with_padding(tiny_lm):
+    batch = {
+        "input_ids": torch.zeros(1, 4, dtype=torch.long),
+        "attention_mask": torch.tensor([[1, 1, 1, 0]]),
+    }
+    with pytest.raises(TypeError, match="takes no attention_mask"):
+        next_token_loss(tiny_lm, batch)
