@@ -177,6 +177,11 @@ def as_source(data: Any, name: str) -> DataSource:
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
         return _token_tensor(data, name)
+    if isinstance(getattr(data, "column_names", None), dict):  # a DatasetDict of splits
+        raise TypeError(
+            f"{name} is a dict of dataset splits {sorted(data.column_names)}; pass one split, "
+            "e.g. ds['train']."
+        )
     if isinstance(data, Mapping):
         if set(data) in ({"input_ids"}, {"input_ids", "attention_mask"}):
             mask = data.get("attention_mask")

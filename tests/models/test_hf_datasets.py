@@ -59,3 +59,9 @@ def test_attention_mask_column_with_padding_gives_dict_batches():
 def test_dataset_without_input_ids_stays_rows():
     ds = datasets.Dataset.from_dict({"x": [[1.0], [2.0]], "y": [0, 1]}).with_format("torch")
     assert as_source(ds, "dataset").kind == "rows"
+
+
+def test_a_dataset_dict_asks_for_one_split():
+    splits = datasets.DatasetDict({"train": _dataset(), "test": _dataset()})
+    with pytest.raises(TypeError, match=r"pass one split, e.g. ds\['train'\]"):
+        as_source(splits, "dataset")
