@@ -129,6 +129,8 @@ def head_layout(
     where = f"attention module {attention.path} ({type(attention.module).__name__})"
     if is_hooked_attention(attention.module):
         return _hooked_layout(model, attention, n_heads, n_kv_heads, where)
+    if isinstance(attention.module, nn.MultiheadAttention):
+        return _torch_mha_layout(attention, n_heads, where)
     roles: dict[str, list] = {}
     for proj in attention.projections:
         roles.setdefault(proj.role, []).append(proj)
@@ -178,6 +180,27 @@ def head_layout(
     return HeadLayout(
         attention.path, n, kv, hd, tuple(cuts + extra), tuple(shared + extra_shared), tuple(coupled)
     )
+
+
+def _torch_mha_layout(attention, n_heads, where) -> HeadLayout:
+    """torch.nn.MultiheadAttention: in_proj_weight is [Q | K | V] (or q/k/v_proj_weight when
+    kdim/vdim differ), out_proj a Linear; every head has its own k/v head."""
+    mha = attention.module
+    names = dict(zip((id(p) for p in mha.parameters()), attention.params, strict=True))
+    n = n_heads or mha.num_heads
+    hd = mha.embed_dim // n
+    if mha.bias_k is not None or mha.bias_v is not None:
+        raise ValueError(f"{where}: add_bias_kv=True (bias_k / bias_v) is not understood.")
+    cuts = [HeadCut(names[id(mha.out_proj.weight)], 1, "q", hd)]
+    shared = [names[id(mha.out_proj.bias)]] if mha.out_proj.bias is not None else []
+    if mha.in_proj_weight is not None:
+        cuts.append(HeadCut(names[id(mha.in_proj_weight)], 0, "concat", hd))
+    else:
+        for key, kind in (("q_proj_weight", "q"), ("k_proj_weight", "kv"), ("v_proj_weight", "kv")):
+            cuts.append(HeadCut(names[id(getattr(mha, key))], 0, kind, hd))
+    if mha.in_proj_bias is not None:
+        cuts.append(HeadCut(names[id(mha.in_proj_bias)], 0, "concat", hd))
+    return HeadLayout(attention.path, n, n, hd, tuple(cuts), tuple(shared))
 
 
 def _hooked_layout(model, attention, n_heads, n_kv_heads, where) -> HeadLayout:

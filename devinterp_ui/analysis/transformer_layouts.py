@@ -219,7 +219,11 @@ def _attention_modules(block: nn.Module, names: dict[int, str]) -> list[tuple[st
     names = names or {id(p): n for n, p in block.named_parameters()}
     candidates = []
     for path, mod in block.named_modules():
-        if path and (_has_attention_roles(_projections(mod, names)) or is_hooked_attention(mod)):
+        if path and (
+            _has_attention_roles(_projections(mod, names))
+            or is_hooked_attention(mod)
+            or isinstance(mod, nn.MultiheadAttention)
+        ):
             candidates.append((path, mod))
     return [
         (p, m)
