@@ -86,6 +86,43 @@ MODEL_TYPES: list[tuple[str, dict, int]] = [
     ("bigbird_pegasus", {}, 4),
 ]
 
+# The rest of devinterp 2.x's table that builds here, run with DEVINTERP_UI_FULL=1 (mostly
+# structural repeats of the types above). Not built: code_llama (no such model type in
+# transformers 5.x), gemma4_text, hunyuan_v1_*, ministral (their configs need more than these
+# tiny sizes), xmod (needs a language set); codegen and xlm raise (tests say so).
+EXTRA_MODEL_TYPES: list[tuple[str, dict, int]] = [
+    (t, {}, 4)
+    for t in [
+        "apertus",
+        "arcee",
+        "bert-generation",
+        "big_bird",
+        "blenderbot",
+        "blenderbot-small",
+        "camembert",
+        "cwm",
+        "data2vec-text",
+        "ernie4_5",
+        "ernie4_5_moe",
+        "exaone_moe",
+        "glm4_moe",
+        "granitemoeshared",
+        "jais2",
+        "ministral3",
+        "mvp",
+        "nanochat",
+        "plbart",
+        "rembert",
+        "roberta-prelayernorm",
+        "roc_bert",
+        "seed_oss",
+        "solar_open",
+        "vaultgemma",
+        "xlm-roberta",
+        "xlm-roberta-xl",
+    ]
+]
+
 _SIZES: list[tuple[object, tuple[str, ...]]] = [
     (1, ("num_hidden_layers", "n_layer", "num_layers", "decoder_layers", "encoder_layers")),
     (

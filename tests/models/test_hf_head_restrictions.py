@@ -6,9 +6,11 @@ For each model type, one head's (or one k/v group's) restriction must be exactly
 - sampling moves only the selected entries, and moves every one of them.
 """
 
+import os
+
 import pytest
 import torch
-from tiny_hf_models import MODEL_TYPES, VOCAB, case_id, tiny_model
+from tiny_hf_models import EXTRA_MODEL_TYPES, MODEL_TYPES, VOCAB, case_id, tiny_model
 
 from devinterp_ui import sample
 from devinterp_ui.analysis import create_param_masks
@@ -44,7 +46,18 @@ def _grads(model, hook=None):
     }
 
 
-@pytest.mark.parametrize("case", MODEL_TYPES, ids=[case_id(c) for c in MODEL_TYPES])
+FULL = os.environ.get("DEVINTERP_UI_FULL") == "1"
+CASES = [pytest.param(c, id=case_id(c)) for c in MODEL_TYPES] + [
+    pytest.param(
+        c,
+        id=case_id(c),
+        marks=[pytest.mark.slow, pytest.mark.skipif(not FULL, reason="DEVINTERP_UI_FULL=1")],
+    )
+    for c in EXTRA_MODEL_TYPES
+]
+
+
+@pytest.mark.parametrize("case", CASES)
 def test_one_head_restriction_is_exactly_that_head(case):
     model_type, overrides, n_kv = case
     model = tiny_model(model_type, **overrides)
