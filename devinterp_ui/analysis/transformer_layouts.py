@@ -271,22 +271,29 @@ def _layer(index: int, path: str, block: nn.Module, names: dict[int, str]) -> La
 def _experts(
     block: nn.Module, names: dict[int, str], mlp: set[str]
 ) -> tuple[list[list[str]] | None, list[str] | None]:
-    """Routed experts: a module list named `experts`, or fused (E, ...) expert tensors."""
+    """Routed experts: a module list named `experts`, or fused (E, ...) expert tensors (every
+    such module of the block: GraniteMoE keeps its input and output experts apart)."""
+    fused: list[str] = []
+    counts: set[int] = set()
+    taken: list[str] = []
     for sub, mod in block.named_modules():
         parts = meaningful_parts(sub)
         if not parts or "shared" in parts[-1].lower():
+            continue
+        if any(sub.startswith(t + ".") for t in taken):
             continue
         named_experts = parts[-1].lower() == "experts"
         if isinstance(mod, nn.ModuleList) and named_experts:
             return [[names[id(p)] for p in child.parameters()] for child in mod], None
         if named_experts or "experts" in type(mod).__name__.lower():
-            tensors = [p for p in mod.parameters() if names[id(p)] in mlp and p.dim() >= 2]
-            counts = {int(p.shape[0]) for p in tensors}
-            if tensors and len(counts) == 1:
-                all_params = [names[id(p)] for p in mod.parameters()]
-                lead = {int(p.shape[0]) for p in mod.parameters()}
-                if lead == counts:
-                    return None, all_params
+            params = list(mod.parameters())
+            lead = {int(p.shape[0]) for p in params if p.dim() >= 1}
+            if params and len(lead) == 1 and all(names[id(p)] in mlp for p in params):
+                fused += [names[id(p)] for p in params]
+                counts |= lead
+                taken.append(sub)
+    if fused and len(counts) == 1:
+        return None, fused
     return None, None
 
 

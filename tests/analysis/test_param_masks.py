@@ -292,3 +292,27 @@ def test_module_list_experts_select_one_expert():
     )
     masks = create_param_masks(model, "l0e2")
     assert set(masks) == {f"model.layers.0.mlp.experts.2.{p}" for p in ("weight", "bias")}
+
+
+class ParallelExperts(nn.Module):
+    """GraniteMoE before transformers 5.x: (num_experts, out, in) weights in two modules."""
+
+    def __init__(self, n, n_in, n_out):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n, n_out, n_in))
+
+
+def test_experts_kept_in_several_modules_are_all_cut():
+    model = fake_llama(n_layers=1)
+    model.model["layers"][0]["mlp"] = nn.ModuleDict(
+        {
+            "router": nn.Linear(D, 3, bias=False),
+            "input_linear": ParallelExperts(3, D, 8),
+            "output_linear": ParallelExperts(3, 8, D),
+        }
+    )
+    masks = create_param_masks(model, "l0e2")
+    assert set(masks) == {
+        f"model.layers.0.mlp.{m}.weight" for m in ("input_linear", "output_linear")
+    }
+    assert all(m[2].all() and m.sum() == m[2].numel() for m in masks.values())
