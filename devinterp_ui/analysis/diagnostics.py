@@ -64,7 +64,9 @@ def diagnose(
     n_beta, rhat_chains (the chains that entered R-hat/ESS/MCSE: not failed, >= MIN_DRAWS
     finite draws; all are cut to the shortest of them), chain_status, chain_errors, and the
     recorded lr / localization / sampling_method / num_burnin_steps. With save_metrics data,
-    also localization_ratio (chain): mean localization-term norm / mean gradient-term norm. R-hat, ESS and MCSE are NaN with fewer
+    also localization_ratio (chain): mean localization-term norm / mean gradient-term norm, and
+    distance_growth (chain): relative growth of the mean ||w - w0|| from the third to the last
+    quarter of the used steps (0 at equilibrium). R-hat, ESS and MCSE are NaN with fewer
     than MIN_DRAWS common draws; R-hat is NaN with a single usable chain.
 
     Raises ValueError for a negative burnin, and what `run_traces` raises.
@@ -126,7 +128,27 @@ def diagnose(
     ratio = _localization_ratio(traces, first)
     if ratio is not None:
         out["localization_ratio"] = ratio
+    growth = _distance_growth(traces, first)
+    if growth is not None:
+        out["distance_growth"] = growth
     return out.assign_coords(chain=np.arange(traces.num_chains))
+
+
+def _distance_growth(traces: RunTraces, first: int) -> xr.DataArray | None:
+    """(chain,) mean ||w - w0|| over the last quarter of the used steps over that of the third
+    quarter, minus 1 (from save_metrics' `distance`); None without it or with < 8 steps."""
+    dist = traces.metrics.get("distance")
+    if dist is None:
+        return None
+    values = dist.isel(step=slice(first, None)).values
+    out = np.full(values.shape[0], np.nan)
+    for c, row in enumerate(values):
+        row = row[np.isfinite(row)]
+        q = row.size // 4
+        if q >= 2:
+            third, last = row[2 * q : 3 * q].mean(), row[3 * q : 4 * q].mean()
+            out[c] = last / third - 1.0 if third > 0 else np.nan
+    return xr.DataArray(out, dims=("chain",))
 
 
 _SETTINGS = ("lr", "localization", "sampling_method", "num_burnin_steps")

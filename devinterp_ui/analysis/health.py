@@ -26,6 +26,7 @@ __all__ = [
     "BELOW_INIT_SHARE",
     "ESS_PER_CHAIN",
     "LOCALIZATION_RATIO_MAX",
+    "DISTANCE_GROWTH_MAX",
     "LOW_ESS_MIN",
     "NOT_CONVERGED_Z",
     "RHAT_MAX",
@@ -54,6 +55,12 @@ at a minimum, so it means the chain found lower loss (not at a minimum, or lr to
 NOT_CONVERGED_Z = 3.0
 """The last quarter's mean loss may differ from the third quarter's by at most 3 standard
 errors (ESS-based, both quarters): beyond that the trace, hence the running LLC, still trends."""
+
+DISTANCE_GROWTH_MAX = 0.10
+"""With save_metrics, the chains' mean distance from the checkpoint may grow by at most 10% from
+the third to the last quarter of the draws. At equilibrium it is flat; a chain that is still
+diffusing outwards (distance ~ sqrt(steps), as with too small an lr) grows by ~18% between
+those quarters."""
 
 RHAT_MAX = 1.05
 """Rank-normalised split R-hat above 1.05 says the chains (or the halves of a chain) do not
@@ -211,25 +218,43 @@ def _below_init(d: xr.Dataset) -> list[Flag]:
 
 
 def _not_converged(d: xr.Dataset) -> list[Flag]:
+    flags = []
     q = chain_quarters(d)
-    if q is None:
-        return []
-    drift, se = q["late_drift"], q["late_se"]
-    if not (_finite(drift) and _finite(se)) or abs(drift) <= NOT_CONVERGED_Z * se:
-        return []
-    return [
-        Flag(
-            "not_converged",
-            "warn",
-            tuple(d.attrs.get("rhat_chains", [])),
-            drift,
-            NOT_CONVERGED_Z * se,
-            f"The LLC still moves: the last quarter of draws differs from the third by "
-            f"{drift:+.3g} (more than {NOT_CONVERGED_Z:g} standard errors, {se:.3g}).",
-            "Take more draws, or raise lr (within the stability limit) so the chains "
-            "equilibrate sooner.",
-        )
-    ]
+    if q is not None:
+        drift, se = q["late_drift"], q["late_se"]
+        if _finite(drift) and _finite(se) and abs(drift) > NOT_CONVERGED_Z * se:
+            flags.append(
+                Flag(
+                    "not_converged",
+                    "warn",
+                    tuple(d.attrs.get("rhat_chains", [])),
+                    drift,
+                    NOT_CONVERGED_Z * se,
+                    f"The LLC still moves: the last quarter of draws differs from the third by "
+                    f"{drift:+.3g} (more than {NOT_CONVERGED_Z:g} standard errors, {se:.3g}).",
+                    "Take more draws, or raise lr (within the stability limit) so the chains "
+                    "equilibrate sooner.",
+                )
+            )
+    if "distance_growth" in d and not flags:
+        growth = d["distance_growth"].values
+        chains = tuple(int(i) for i in np.flatnonzero(growth > DISTANCE_GROWTH_MAX))
+        if chains:
+            worst = float(np.nanmax(growth))
+            flags.append(
+                Flag(
+                    "not_converged",
+                    "warn",
+                    chains,
+                    worst,
+                    DISTANCE_GROWTH_MAX,
+                    f"The chains still spread out from the checkpoint: their distance grew by "
+                    f"{worst:.0%} from the third to the last quarter of the draws.",
+                    "Raise lr (the chains move too slowly to equilibrate), or take many more "
+                    "draws.",
+                )
+            )
+    return flags
 
 
 def _early_drift(d: xr.Dataset) -> list[Flag]:

@@ -54,8 +54,9 @@ def chain_quarters(diag: xr.Dataset) -> dict[str, float] | None:
 
     late_drift: n_beta (mean of the last quarter - mean of the third quarter of the draws);
     late_se: its standard error, sqrt(MCSE_3^2 + MCSE_4^2) (arviz-stats' ESS-based MCSE of
-    each quarter's mean, times n_beta); early_drift / early_se: the same for the second half
-    against the first. None with fewer than 4 * MIN_DRAWS common draws.
+    each quarter's mean, times n_beta); early_drift: the same for the second half against the
+    first, early_se: sqrt(2) x the second half's MCSE (the error an equilibrated first half
+    would have). None with fewer than 4 * MIN_DRAWS common draws.
     """
     chains = list(diag.attrs.get("rhat_chains", []))
     if not chains:
@@ -84,5 +85,7 @@ def chain_quarters(diag: xr.Dataset) -> dict[str, float] | None:
         "late_drift": beta * (means["q4"] - means["q3"]),
         "late_se": beta * float(np.hypot(se["q3"], se["q4"])),
         "early_drift": beta * (means["h2"] - means["h1"]),
-        "early_se": beta * float(np.hypot(se["h1"], se["h2"])),
+        # Judged against the second half's error (twice its variance): an early ramp inflates
+        # the first half's own MCSE as if it were autocorrelation, hiding itself.
+        "early_se": beta * float(np.sqrt(2.0) * se["h2"]),
     }
