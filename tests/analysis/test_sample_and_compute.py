@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from known_answers import gaussian_nll
 
 from devinterp_ui.analysis import bif, create_param_masks, llc, susceptibilities
-from devinterp_ui.analysis.known_answers import gaussian_nll
 from devinterp_ui.demo.tiny_lm import TinyLM, TinyLMConfig
 
 RUN = {"num_chains": 2, "num_draws": 4, "batch_size": 4, "progress_bar": False}
