@@ -1,6 +1,6 @@
 """Cost of the lr advisor on the demo LM against the run it advises (goal: under 10% of 4 x 200).
 
-    python bench/lr_advisor.py [--chains 4] [--draws 200] [--batches 4] [--iters 50]
+    python bench/lr_advisor.py [--chains 4] [--draws 200] [--batches 4] [--iters 50] [--threads 1]
 
 Prints h_max, the advice, the advisor's wall time, the wall time of a sample() run at the
 demo's suggested settings, and the ratio.
@@ -25,7 +25,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4, help="fixed batches of the Hessian")
     parser.add_argument("--iters", type=int, default=50, help="most power-iteration steps")
     parser.add_argument("--rtol", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (both timings)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     demo = load_demo("tiny_lm")
     settings = dict(demo.sampler_settings, num_chains=args.chains, num_draws=args.draws)

@@ -95,7 +95,8 @@ def suggest_lr(
     (chosen by `seed`), as `sample()` computes it (`loss_fn`, default next-token cross-entropy),
     over the parameters `param_masks` selects (as `sample()`); h_max by power iteration with
     Hessian-vector products (double backward), at most `max_iters` steps, stopping when the
-    eigenvalue changes by less than `rtol` (relative). Costs about 2 x num_batches forward +
+    eigenvalue changes by less than `rtol` (relative; with close top eigenvalues the error can
+    be ten times the last change, so 1e-3 keeps h_max within about 1%). Costs about 2 x num_batches forward +
     backward passes per iteration. The model's weights are left as they were.
 
     Raises ValueError/TypeError naming the parameter, before any compute, for bad settings.
