@@ -111,3 +111,38 @@ def test_the_panel_renders_to_bokeh_models(source):
         panel.update(rows_of(healthy()))
     root = panel.__panel__().get_root(Document())
     assert root is not None
+
+
+def test_a_real_run_with_a_failed_chain_shows_the_samplers_error_and_advice(tmp_path):
+    import warnings
+
+    import torch
+    from tiny_models import ExplodesAbove, exploding_loss
+
+    from devinterp_ui import sample
+
+    starts = [
+        float(torch.randn(1, generator=torch.Generator().manual_seed(100 + c))) for c in (0, 1)
+    ]
+    data = (torch.zeros(16, 1),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tree = sample(
+            ExplodesAbove(float(np.mean(starts))),
+            data,
+            {},
+            loss_fn=exploding_loss,
+            lr=1e-6,
+            n_beta=1e-3,
+            num_chains=2,
+            num_draws=12,
+            batch_size=4,
+            init_noise=1.0,
+            output_path=tmp_path / "nan.zarr",
+            progress_bar=False,
+        )
+    panel = HealthPanel()
+    panel.update(tree)
+    assert panel.severity == "error"
+    page = panel._flags_pane.object
+    assert "non-finite sampling loss at step 0" in page and "bounding_box_size" in page
