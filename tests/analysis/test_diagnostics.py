@@ -1,5 +1,8 @@
 """diagnose(): arviz-stats figures of the loss trace, compute_llc's LLC, trees and reader rows."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -161,3 +164,54 @@ def test_a_failed_chain_is_left_out_of_rhat_and_reported(make_tree):
     assert float(d["rhat"]) == pytest.approx(
         float(array_stats.rhat(x.astype(np.float64), chain_axis=0, draw_axis=1)), rel=1e-12
     )
+
+
+def test_diagnose_follows_a_run_while_it_is_written(tmp_path):
+    """Rows a StoreReader returns from a store still being written are diagnosed as they are."""
+    release = threading.Event()
+
+    def hold(summary):
+        if summary.step >= 20:
+            release.wait(30)  # keep the run open (mid-run) until the test has looked
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 11, (64, 6))
+    path = tmp_path / "live.zarr"
+    job = threading.Thread(
+        target=sample,
+        args=(TinyLM(), ids, {}),
+        kwargs=dict(
+            lr=1e-3,
+            n_beta=20.0,
+            num_chains=2,
+            num_draws=60,
+            batch_size=8,
+            localization=10.0,
+            progress_bar=False,
+            output_path=path,
+            save_metrics=True,
+            flush_interval=0.05,
+            progress_callback=hold,
+        ),
+    )
+    job.start()
+    try:
+        deadline = time.monotonic() + 60
+        parts, reader = [], None
+        while time.monotonic() < deadline:
+            if reader is None and (path / "zarr.json").exists():
+                reader = StoreReader(path)
+            if reader is not None:
+                new = reader.read_new()
+                parts.append(new)
+                done = sum(len(p.steps["row"]) for p in parts)
+                if done >= 2 * 8 and not new.status.finished:
+                    break
+            time.sleep(0.05)
+        rows = _rows([p for p in parts if len(p.steps["row"])])
+        d = diagnose(rows, settings=reader.config, chain_status=parts[-1].status.chain_status)
+        assert d.attrs["num_draws"] < 60 and d.attrs["chain_status"] == ["running", "running"]
+        assert np.isfinite(d["llc"].values).all() and "distance_growth" in d
+    finally:
+        release.set()
+        job.join(60)
