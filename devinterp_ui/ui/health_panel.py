@@ -6,6 +6,7 @@ coloured badges with their advice, and a burn-in slider that recomputes them fro
     panel.update(rows, settings=reader.config,  # the rows a StoreReader returned so far
                  chain_status=new.status.chain_status)
     panel.param.watch(on_burnin, "burnin")      # the dashboard recomputes its plots/table/CSV
+    panel.reset()                               # before showing another run
 
 Every text shown (flag messages quote the sampler's own error text, read from a store) is
 HTML-escaped before it reaches the page.
@@ -159,6 +160,13 @@ class HealthPanel(pn.viewable.Viewer):
         self._last = now
         self._recompute(first=self.diagnostics is None)
         return True
+
+    def reset(self) -> None:
+        """Forget the run: the next `update()` starts from that run's recorded burn-in."""
+        self._source, self._kwargs, self._advice, self._last = None, {}, None, -math.inf
+        self.param.update(diagnostics=None, flags=[], severity="ok")
+        self._summary.object = summary_html(None, [])
+        self._flags_pane.object = ""
 
     def _on_burnin(self, _event: Any) -> None:
         if self._source is not None:

@@ -146,3 +146,15 @@ def test_a_real_run_with_a_failed_chain_shows_the_samplers_error_and_advice(tmp_
     assert panel.severity == "error"
     page = panel._flags_pane.object
     assert "non-finite sampling loss at step 0" in page and "bounding_box_size" in page
+
+
+def test_reset_starts_the_next_run_from_its_own_recorded_burnin():
+    panel = HealthPanel()
+    panel.update(rows_of(healthy()))
+    panel.burnin = 100
+    panel.reset()
+    assert (
+        panel.diagnostics is None and panel.flags == [] and "No draws yet" in panel._summary.object
+    )
+    panel.update(rows_of(healthy(), num_burnin_steps=7))
+    assert panel.burnin == 7 and panel.diagnostics.attrs["burnin"] == 7
