@@ -42,7 +42,7 @@ def diagnose(
     """Diagnostics of the LLC of a run, finished or still running.
 
     source: the `xr.DataTree` from `sample()` (or its store opened with `xr.open_datatree`),
-        its root Dataset, or the rows a `StoreReader` returned, concatenated over dim `row`
+        its root Dataset, `StoreReader.accumulated()` during a run, or the rows a `StoreReader` returned, concatenated over dim `row`
         (see `devinterp_ui.analysis.traces.run_traces`: pass `settings=reader.config` and
         `chain_status=new_rows.status.chain_status`; the initial loss comes from the rows'
         running `llc`, or `init_loss=`).

@@ -65,7 +65,13 @@ def run_traces(
     chain_status: tuple[str, ...] | list[str] | None = None,
     settings: dict[str, Any] | None = None,
 ) -> RunTraces:
-    """`RunTraces` of a sample tree (or its root Dataset) or of a reader's accumulated rows.
+    """`RunTraces` of a sample tree (or its root Dataset), of `StoreReader.accumulated()`, or of
+    the rows a reader returned.
+
+    `StoreReader.accumulated()`: a Dataset with `loss_trace` (chain, step), `init_loss` and the
+    store's root attrs (settings, progress marker); it carries no SGLD metrics, so
+    `localization_dominates` and the distance check of `not_converged` need the rows form (or
+    the tree).
 
     Reader rows: the Dataset over dim `row` made by concatenating `NewRows.steps` of successive
     `StoreReader.read_new()` calls (coords `chain`, `step`; vars `loss`, `llc`, `metrics_*`).
@@ -85,15 +91,30 @@ def run_traces(
 
 def _from_tree(tree, n_beta, chain_status) -> RunTraces:
     ds = root_dataset(tree)
-    missing = [n for n in (STEP_LOSS, "init_loss") if n not in ds.variables]
+    accumulated = STEP_LOSS not in ds.variables and "loss_trace" in ds.variables
+    if accumulated and ds["loss_trace"].sizes.get("step", 0) == 0:
+        raise ValueError(
+            "the reader has returned no step row yet; call diagnose once read_new() has "
+            "returned rows."
+        )
+    names = ("loss_trace" if accumulated else STEP_LOSS, "init_loss")
+    missing = [n for n in names if n not in ds.variables]
     if missing:
         raise KeyError(
             f"diagnostics need arrays {missing}; pass the tree sample() returned (or its store "
-            "opened with xr.open_datatree), or the rows a StoreReader returned."
+            "opened with xr.open_datatree), StoreReader.accumulated(), or the rows a "
+            "StoreReader returned."
         )
     beta = float(n_beta) if n_beta is not None else tree_n_beta(ds)
-    # Kept in the stored dtype: compute_llc reduces float32 exactly as devinterp does.
-    micro = ds[STEP_LOSS].transpose("chain", "step", ...)
+    init = ds["init_loss"]
+    if accumulated:
+        # StoreReader.accumulated(): per-step means already, (chain, step); the init loss is
+        # reduced to one position alike (the mean over chains and positions is unchanged).
+        micro = ds["loss_trace"].expand_dims({"batch_sampling": 1, "token_pos": 1}, axis=(2, 3))
+        init = init.mean("token_pos").expand_dims({"token_pos": 1}, axis=1)
+    else:
+        # Kept in the stored dtype: compute_llc reduces float32 exactly as devinterp does.
+        micro = ds[STEP_LOSS].transpose("chain", "step", ...)
     progress = _progress(ds.attrs.get("progress"))
     num_chains = micro.sizes["chain"]
     status, errors = ("completed",) * num_chains, (None,) * num_chains
@@ -116,7 +137,7 @@ def _from_tree(tree, n_beta, chain_status) -> RunTraces:
     meta_sampler = _settings(ds)
     return RunTraces(
         micro=micro.load(),
-        init_loss=ds["init_loss"].load(),
+        init_loss=init.load(),
         n_beta=beta,
         num_burnin_steps=int(sampler_setting(ds, "num_burnin_steps", 0)),
         chain_status=status,

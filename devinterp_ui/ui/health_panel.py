@@ -2,7 +2,8 @@
 coloured badges with their advice, and a burn-in slider that recomputes them from stored draws.
 
     panel = HealthPanel()
-    panel.update(tree)                          # a finished tree, or
+    panel.update(tree)                          # a finished tree,
+    panel.update(reader.accumulated())          # a run being written (no SGLD metrics), or
     panel.update(rows, settings=reader.config,  # the rows a StoreReader returned so far
                  chain_status=new.status.chain_status)
     panel.param.watch(on_burnin, "burnin")      # the dashboard recomputes its plots/table/CSV

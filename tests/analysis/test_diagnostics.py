@@ -136,6 +136,20 @@ def test_reader_rows_so_far_match_the_tree_cut_at_the_same_step(tmp_path):
     assert d.attrs["num_draws"] == 25
 
 
+def test_accumulated_trace_of_a_finished_run_gives_the_trees_diagnostics(tmp_path):
+    tree, path = _small_run(tmp_path)
+    reader = StoreReader(path)
+    with pytest.raises(ValueError, match="no step row yet"):
+        diagnose(reader.accumulated())
+    reader.read_new()
+    acc, ref = diagnose(reader.accumulated()), diagnose(tree)
+    for name in ("llc", "ess_bulk_chain", "ess_tail_chain"):
+        np.testing.assert_allclose(acc[name].values, ref[name].values, rtol=1e-5)
+    for name in ("llc_mean", "mcse", "rhat", "ess_bulk"):
+        assert float(acc[name]) == pytest.approx(float(ref[name]), rel=1e-5)
+    assert acc.attrs["burnin"] == 5
+
+
 def test_reader_rows_need_n_beta(tmp_path):
     _, path = _small_run(tmp_path, num_draws=8)
     rows = StoreReader(path).read_new().steps
@@ -212,6 +226,12 @@ def test_diagnose_follows_a_run_while_it_is_written(tmp_path):
         d = diagnose(rows, settings=reader.config, chain_status=parts[-1].status.chain_status)
         assert d.attrs["num_draws"] < 60 and d.attrs["chain_status"] == ["running", "running"]
         assert np.isfinite(d["llc"].values).all() and "distance_growth" in d
+        # The reader's own accumulated trace gives the same figures.
+        acc = diagnose(reader.accumulated())
+        assert acc.attrs["chain_status"] == ["running", "running"]
+        for name in ("llc", "ess_bulk_chain"):
+            np.testing.assert_allclose(acc[name].values, d[name].values, rtol=1e-6)
+        assert float(acc["mcse"]) == pytest.approx(float(d["mcse"]), rel=1e-6)
     finally:
         release.set()
         job.join(60)
