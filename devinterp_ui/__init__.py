@@ -13,6 +13,7 @@ from devinterp_ui.analysis import (
     create_param_masks,
     default_nbeta,
     llc,
+    preview_param_masks,
     susceptibilities,
     unflatten_susceptibilities,
 )
@@ -27,6 +28,7 @@ from devinterp_ui.live import JobProgress, NewRows, SamplingJob, StoreReader, St
 from devinterp_ui.runner import StepSummary
 from devinterp_ui.sample import sample
 from devinterp_ui.store.cache import StoreConflictError
+from devinterp_ui.tokenize import tokenize_and_concatenate
 
 __all__ = [
     "METHOD_KWARGS",
@@ -47,9 +49,11 @@ __all__ = [
     "create_param_masks",
     "default_nbeta",
     "llc",
+    "preview_param_masks",
     "sample",
     "setting_errors",
     "susceptibilities",
+    "tokenize_and_concatenate",
     "unflatten_susceptibilities",
     "validate_settings",
 ]
