@@ -290,9 +290,11 @@ def _model_identity(source: ModelSource, built: torch.nn.Module | None) -> Any:
     if isinstance(source, torch.nn.Module):
         return model_fingerprint(source)
     if isinstance(source, tuple):
-        path = Path(source[0])
-        size = path.stat().st_size if path.exists() else None
-        return {"path": str(source[0]), "bytes": size, "loader": json_safe(source[1])}
+        where = source[0]
+        size = None
+        if isinstance(where, (str, Path)) and Path(where).is_file():
+            size = Path(where).stat().st_size
+        return {"path": json_safe(str(where)), "bytes": size, "loader": json_safe(source[1])}
     if built is not None:
         return model_fingerprint(built)
     return {"factory": json_safe(source)}

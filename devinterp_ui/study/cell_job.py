@@ -85,7 +85,8 @@ def resolve_model(source: Any):
 
 
 def run_cell(job: CellJob | bytes) -> dict[str, Any]:
-    """Run one cell; returns {"name", "status", "error", "wall_time", "pid", "host"}."""
+    """Run one cell; returns {"name", "status", "error", "wall_time", "pid", "host",
+    "torch_threads"}."""
     if isinstance(job, bytes):
         import cloudpickle
 
@@ -121,6 +122,9 @@ def run_cell(job: CellJob | bytes) -> dict[str, Any]:
         error = None
     except Exception as exc:  # the cell failed; the outcome carries why, others go on
         status, error = FAILED, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+    import torch
+
+    outcome["torch_threads"] = torch.get_num_threads()
     return {**outcome, "status": status, "error": error, "wall_time": time.time() - started}
 
 
