@@ -201,16 +201,6 @@ def _launch(
             left.append(cell.name)
         else:
             to_run.append(cell)
-    # Only now, with every check passed, touch the directory.
-    claim_output_dir(output_dir, kind, identity, cells)
-    if left:
-        warnings.warn(
-            f"{len(left)} cell(s) hold incomplete runs and are left as they are "
-            f"({', '.join(left[:4])}{', ...' if len(left) > 4 else ''}); pass "
-            "rerun_incomplete=True to delete and rerun them.",
-            UserWarning,
-            stacklevel=3,
-        )
     if executor is None:
         executor = LocalExecutor(cells=max(1, len(to_run)))
     threads = torch_threads_for(executor, torch_threads)
@@ -219,13 +209,13 @@ def _launch(
     book = output_dir / BOOKKEEPING
     jobs: dict[str, CellJob] = {}
     payloads: dict[str, bytes] = {}
+    checked: set[int] = set()
     try:
         for cell in to_run:
-            dumps_for(
-                executor,
-                "the model" if kind == "sweep" else f"checkpoint {cell.coords}",
-                models[cell.name],
-            )
+            if id(models[cell.name]) not in checked:  # a clear message for the model itself
+                what = "the model" if kind == "sweep" else f"checkpoint {cell.coords['step']}"
+                dumps_for(executor, what, models[cell.name])
+                checked.add(id(models[cell.name]))
             job = CellJob(
                 name=cell.name,
                 store=str(output_dir / cell.store_name()),
@@ -244,10 +234,20 @@ def _launch(
             jobs[cell.name] = job
             if payload is not None:
                 payloads[cell.name] = payload
+        # Only now, with every check passed, touch the directory.
+        claim_output_dir(output_dir, kind, identity, cells)
     except BaseException:
         if owns:
             executor.shutdown(wait=False)
         raise
+    if left:
+        warnings.warn(
+            f"{len(left)} cell(s) hold incomplete runs and are left as they are "
+            f"({', '.join(left[:4])}{', ...' if len(left) > 4 else ''}); pass "
+            "rerun_incomplete=True to delete and rerun them.",
+            UserWarning,
+            stacklevel=3,
+        )
     for cell in to_run:
         path = output_dir / cell.store_name()
         if (path / "zarr.json").is_file():  # incomplete, rerun_incomplete=True: replace it

@@ -229,7 +229,7 @@ class Study:
 
     def _retry(self, broken: list[str]) -> None:
         """Cells whose process pool broke (a worker died): rerun once in a fresh pool."""
-        retry = isinstance(self._executor, LocalExecutor) and self._owns and not self._stopping
+        retry = isinstance(self._executor, LocalExecutor) and not self._stopping
         if retry:
             # Every other queued future of a broken pool fails too; collect them all first.
             for future, name in list(self._futures.items()):
