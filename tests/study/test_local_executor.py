@@ -56,7 +56,7 @@ def test_a_killed_local_worker_reruns_its_cell_in_a_fresh_pool_and_the_others_fi
         grid={"lr": [1e-3, 2e-3, 3e-3], "n_beta": [10.0]},
         output_dir=out,
         executor=LocalExecutor(max_workers=2),
-        **{**settings, "num_draws": 3000, "flush_interval": 0.5},
+        **{**settings, "num_draws": 800, "flush_interval": 0.5},
     )
     killed = kill_a_running_cell(out)
     assert study.wait(timeout=400)
