@@ -88,9 +88,9 @@ def run_cell(job: CellJob | bytes) -> dict[str, Any]:
     """Run one cell; returns {"name", "status", "error", "wall_time", "pid", "host",
     "torch_threads"}."""
     if isinstance(job, bytes):
-        import cloudpickle
+        from devinterp_ui.study.executors import pickler
 
-        job = cloudpickle.loads(job)
+        job = pickler().loads(job)
     started = time.time()
     outcome = {"name": job.name, "pid": os.getpid(), "host": socket.gethostname()}
     stop = FileStopEvent(job.stop_file)

@@ -115,6 +115,15 @@ def check_executor(executor: Any) -> None:
         )
 
 
+def pickler():
+    """cloudpickle (models and loaders defined in a notebook travel by value), else pickle."""
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - cloudpickle comes with the `study` extra
+        return pickle
+    return cloudpickle
+
+
 def dumps_for(executor: Any, what: str, obj: Any) -> bytes | None:
     """The payload bytes a process executor will carry, or None for in-process executors.
 
@@ -123,10 +132,8 @@ def dumps_for(executor: Any, what: str, obj: Any) -> bytes | None:
     """
     if in_process(executor):
         return None
-    import cloudpickle
-
     try:
-        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickler().dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
         raise TypeError(
             f"{what} cannot be sent to the executor's worker processes ({type(exc).__name__}: "
