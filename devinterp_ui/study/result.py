@@ -29,8 +29,12 @@ class RowCache:
     def __init__(self):
         self._rows: dict[str, tuple[tuple, dict[str, Any]]] = {}
 
-    def row(self, store: Path) -> dict[str, Any]:
-        """{llc_mean, llc_std, mcse, rhat, ess, severity, flags, status, wall_time, store}."""
+    def row(self, store: Path, summarize_live: bool = True) -> dict[str, Any]:
+        """{llc_mean, llc_std, mcse, rhat, ess, severity, flags, status, wall_time, store}.
+
+        summarize_live=False leaves a running store's figures NaN (a caller that follows its
+        rows with a StoreReader computes them incrementally instead of reopening the tree).
+        """
         state = store_state(store)
         key = (state.status, state.updated_at)
         hit = self._rows.get(str(store))
@@ -43,7 +47,8 @@ class RowCache:
             else math.nan
         )
         row["error"] = ""
-        if state.exists and state.status != "foreign":
+        live = state.status in ("running", "starting")
+        if state.exists and state.status != "foreign" and (summarize_live or not live):
             row.update(_summarize(store))
         self._rows[str(store)] = (key, row)
         return dict(row)
