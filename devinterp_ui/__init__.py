@@ -21,6 +21,7 @@ from devinterp_ui.live import JobProgress, NewRows, SamplingJob, StoreReader, St
 from devinterp_ui.runner import StepSummary
 from devinterp_ui.sample import sample
 from devinterp_ui.store.cache import StoreConflictError
+from devinterp_ui.study import Study, llc_trajectory, sweep
 
 __all__ = [
     "SETTINGS",
@@ -32,6 +33,7 @@ __all__ = [
     "StoreConflictError",
     "StoreReader",
     "StoreStatus",
+    "Study",
     "__version__",
     "bif",
     "compute_bif",
@@ -40,7 +42,9 @@ __all__ = [
     "create_param_masks",
     "default_nbeta",
     "llc",
+    "llc_trajectory",
     "sample",
     "susceptibilities",
+    "sweep",
     "unflatten_susceptibilities",
 ]

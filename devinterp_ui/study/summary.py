@@ -60,7 +60,9 @@ def summarize_tree(tree: xr.DataTree) -> dict[str, Any]:
 def summarize_rows(steps: xr.Dataset) -> dict[str, Any]:
     """The same row from the step table a `StoreReader` accumulated (a running cell).
 
-    steps: Dataset over `row` with coords chain, step and the reader's running `llc`.
+    steps: Dataset over `row` with coords chain, step and the reader's running `llc`
+        (`NewRows.steps` concatenated), with attrs `settings` (the reader's `config`) and
+        `chain_status` (`NewRows.status.chain_status`) for `diagnose`.
     """
     if HAVE_DIAGNOSTICS:
         try:

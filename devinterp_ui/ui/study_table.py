@@ -74,7 +74,10 @@ class StudyTable:
             return {"partial": True}
         if len(parts) > 1:  # keep one accumulated table, so each poll concatenates once
             parts[:] = [xr.concat(parts, dim="row")]
-        out = summarize_rows(parts[0])
+        rows = parts[0]
+        # diagnose() reads the run's settings and chain states from these attrs.
+        rows.attrs.update(settings=reader.config, chain_status=list(new.status.chain_status))
+        out = summarize_rows(rows)
         if not math.isfinite(out["llc_mean"]):
             out.pop("llc_mean")
         return {**out, "partial": True}
