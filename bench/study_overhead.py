@@ -44,52 +44,57 @@ def lrs(n: int) -> list[float]:
     return [3e-5 * (1 + 0.25 * i) for i in range(n)]
 
 
-def by_hand(model, data, kw, lr_values, out: Path) -> float:
-    t = time.perf_counter()
+def by_hand(model, data, kw, lr_values, out: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads) of the cells one by one."""
+    t, c = time.perf_counter(), time.process_time()
     for i, lr in enumerate(lr_values):
         sample(model, data, {}, lr=lr, output_path=out / f"{i}.zarr", progress_bar=False, **kw)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
-def as_study(model, data, kw, lr_values, out: Path, executor) -> float:
-    t = time.perf_counter()
+def as_study(model, data, kw, lr_values, out: Path, executor) -> tuple[float, float]:
+    """(wall, CPU of this process) of the same cells as one sweep (worker CPU not counted)."""
+    t, c = time.perf_counter(), time.process_time()
     study = sweep(model, data, grid={"lr": lr_values}, output_dir=out, executor=executor, **kw)
     study.wait()
-    elapsed = time.perf_counter() - t
+    elapsed = time.perf_counter() - t, time.process_time() - c
     assert study.progress.done == len(lr_values), study
     return elapsed
 
 
+def _line(label: str, hand: list[float], study: list[float]) -> str:
+    ratios = [s / h for s, h in zip(study, hand, strict=True)]
+    return (
+        f"  {label}: by hand median {statistics.median(hand):.2f} s, study "
+        f"{statistics.median(study):.2f} s, study / by hand - 1 = "
+        f"{100 * (statistics.median(ratios) - 1):+.1f} % (per rep "
+        f"{', '.join(f'{100 * (r - 1):+.1f}' for r in ratios)} %)"
+    )
+
+
 def overhead(model, data, kw, cells: int, reps: int, root: Path) -> None:
     values = lrs(cells)
-    ratios, hand_times, study_times = [], [], []
+    wall: dict[str, list[float]] = {"hand": [], "study": []}
+    cpu: dict[str, list[float]] = {"hand": [], "study": []}
     for rep in range(reps):
-        order = ("hand", "study") if rep % 2 == 0 else ("study", "hand")
-        times = {}
-        for which in order:
+        for which in ("hand", "study") if rep % 2 == 0 else ("study", "hand"):
             out = Path(tempfile.mkdtemp(prefix=f"{which}-", dir=root))
             if which == "hand":
-                times[which] = by_hand(model, data, kw, values, out)
+                w, c = by_hand(model, data, kw, values, out)
             else:
-                executor = LocalExecutor(max_workers=1)
-                times[which] = as_study(
-                    model,
-                    data,
-                    {**kw, "torch_threads": torch.get_num_threads()},
-                    values,
-                    out,
-                    executor,
-                )
+                executor = LocalExecutor(max_workers=1)  # in this process, like by hand
+                study_kw = {**kw, "torch_threads": torch.get_num_threads()}
+                w, c = as_study(model, data, study_kw, values, out, executor)
                 executor.shutdown()
-        ratios.append(times["study"] / times["hand"])
-        hand_times.append(times["hand"])
-        study_times.append(times["study"])
-    med = statistics.median(ratios)
+            wall[which].append(w)
+            cpu[which].append(c)
     print(
-        f"overhead, {cells} cells x {kw['num_chains']} chains x {kw['num_draws']} draws, {reps} reps: "
-        f"by hand median {statistics.median(hand_times):.2f} s, study {statistics.median(study_times):.2f} s, "
-        f"study / by hand - 1 = {100 * (med - 1):+.1f} % (per-rep {', '.join(f'{100 * (r - 1):+.1f}' for r in ratios)} %)"
+        f"overhead, {cells} cells x {kw['num_chains']} chains x {kw['num_draws']} draws, "
+        f"{reps} reps, interleaved:"
     )
+    print(_line("wall clock", wall["hand"], wall["study"]))
+    # CPU seconds of this process are disturbed less by other processes on a shared machine.
+    print(_line("CPU time", cpu["hand"], cpu["study"]))
 
 
 def speedup(model, data, kw, root: Path) -> None:
@@ -101,12 +106,12 @@ def speedup(model, data, kw, root: Path) -> None:
         torch.set_num_threads(threads)
         serial[threads] = by_hand(
             model, data, kw, values, Path(tempfile.mkdtemp(prefix="serial-", dir=root))
-        )
+        )[0]
     base = min(serial.values())
     local = LocalExecutor()
     t_local = as_study(
         model, data, kw, values, Path(tempfile.mkdtemp(prefix="local-", dir=root)), local
-    )
+    )[0]
     local.shutdown()
     t0 = time.perf_counter()
     with (
@@ -123,7 +128,7 @@ def speedup(model, data, kw, root: Path) -> None:
             values,
             Path(tempfile.mkdtemp(prefix="dask-", dir=root)),
             client.get_executor(),
-        )
+        )[0]
     print(
         f"6-cell sweep on {cpu_count()} cores ({kw['num_chains']} chains x {kw['num_draws']} draws each):"
     )
