@@ -13,7 +13,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from helpers import assert_stores_whole, kill_a_running_cell  # noqa: E402
+from worker_faults import assert_stores_whole, kill_a_running_cell  # noqa: E402
 
 from devinterp_ui.study import llc_trajectory, sweep  # noqa: E402
 

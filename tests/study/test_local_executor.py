@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 
-from helpers import assert_stores_whole, kill_a_running_cell
+from worker_faults import assert_stores_whole, kill_a_running_cell
 
 from devinterp_ui.study import LocalExecutor, sweep
 from devinterp_ui.study.executors import cpu_count
