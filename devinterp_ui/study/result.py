@@ -60,7 +60,7 @@ def _summarize(store: Path) -> dict[str, Any]:
     except (OSError, ValueError, KeyError) as exc:
         return {"error": f"unreadable store: {exc}"}
     try:
-        return summary.summarize_tree(tree)
+        return summary.summarize(tree)
     except (OSError, ValueError, KeyError) as exc:
         return {"error": f"cannot summarize: {exc}"}
     finally:
@@ -104,9 +104,7 @@ def assemble(
         coords=coords,
         attrs={
             "kind": kind,
-            "diagnostics": "devinterp_ui.analysis.diagnose/health"
-            if summary.HAVE_DIAGNOSTICS
-            else "compute_llc only (rhat, ess, mcse NaN; severity unknown)",
+            "diagnostics": "devinterp_ui.analysis.diagnose and health",
             **{k: str(v) for k, v in attrs.items()},
         },
     )

@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import xarray as xr
 
 from devinterp_ui.live import StoreReader
 from devinterp_ui.study.manifest import read_manifest
 from devinterp_ui.study.result import RowCache, manifest_cells
-from devinterp_ui.study.summary import summarize_rows
+from devinterp_ui.study.summary import summarize
 
 LIVE = ("running", "starting")  # statuses whose rows are still growing
 
@@ -31,7 +30,6 @@ class StudyTable:
         self.dims: list[str] = []
         self._cache = RowCache()
         self._readers: dict[str, StoreReader] = {}
-        self._steps: dict[str, list[xr.Dataset]] = {}
 
     def read(self) -> pd.DataFrame:
         manifest = read_manifest(self.output_dir) if self.output_dir.is_dir() else None
@@ -67,21 +65,13 @@ class StudyTable:
             new = reader.read_new()
         except (OSError, ValueError, KeyError, RuntimeError):
             return {}
-        if new.steps.sizes.get("row", 0):
-            self._steps.setdefault(name, []).append(new.steps)
-        parts = self._steps.get(name)
-        if not parts:
+        rows = reader.accumulated()
+        if rows.sizes.get("step", 0) == 0:
             return {"partial": True}
-        if len(parts) > 1:  # keep one accumulated table, so each poll concatenates once
-            parts[:] = [xr.concat(parts, dim="row")]
-        rows = parts[0]
-        # diagnose() reads the run's settings and chain states from these attrs.
-        rows.attrs.update(settings=reader.config, chain_status=list(new.status.chain_status))
-        out = summarize_rows(rows)
+        out = summarize(rows, chain_status=list(new.status.chain_status))
         if not math.isfinite(out["llc_mean"]):
             out.pop("llc_mean")
         return {**out, "partial": True}
 
     def _forget(self, name: str) -> None:
         self._readers.pop(name, None)
-        self._steps.pop(name, None)

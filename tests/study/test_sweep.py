@@ -36,8 +36,17 @@ def test_result_is_over_the_grid_dims_and_each_cell_is_an_ordinary_sample_run(
     assert float(cell["llc_std"]) == pytest.approx(float(compute_llc(by_hand)["llc_std"]))
     assert str(cell["store"].values).endswith("lr=0.003__n_beta=10.0.zarr")
     assert (result["wall_time"] > 0).all()
-    for var in ("mcse", "rhat", "ess", "severity", "flags"):
-        assert var in result
+    # Diagnostics and health come from devinterp_ui.analysis (arviz-stats), as for one run.
+    from devinterp_ui.analysis import diagnose, health, worst_severity
+
+    diagnostics = diagnose(by_hand)
+    for var, name in (("mcse", "mcse"), ("rhat", "rhat"), ("ess", "ess_bulk")):
+        assert np.isfinite(result[var]).all()
+        assert float(cell[var]) == pytest.approx(float(diagnostics[name]))
+    flags = health(by_hand)
+    assert str(cell["severity"].values) == worst_severity(flags)
+    assert str(cell["flags"].values) == ",".join(dict.fromkeys(f.code for f in flags))
+    assert set(result["severity"].values.ravel()) <= {"ok", "info", "warn", "error"}
 
 
 def test_open_returns_the_cells_tree_by_name_or_coords(model, tokens, settings, here, tmp_path):

@@ -113,6 +113,7 @@ def test_a_running_cell_shows_its_partial_llc_and_fills_in_when_done(model, toke
     assert study.wait(timeout=60)
     assert seen is not None, "never saw a running cell with a partial LLC"
     assert seen["partial"] == [True] and seen["alpha"] == [0.45]
+    assert seen["severity"][0] in MARKERS and seen["marker"][0] in MARKERS.values()
     view.refresh()
     data = view.sources[""].data
     assert data["status"] == ["stopped"] and data["partial"] == [False]
