@@ -13,6 +13,7 @@ from devinterp_ui.analysis import (
     create_param_masks,
     default_nbeta,
     llc,
+    preview_param_masks,
     susceptibilities,
     unflatten_susceptibilities,
 )
@@ -22,6 +23,7 @@ from devinterp_ui.runner import StepSummary
 from devinterp_ui.sample import sample
 from devinterp_ui.store.cache import StoreConflictError
 from devinterp_ui.study import Study, llc_trajectory, sweep
+from devinterp_ui.tokenize import tokenize_and_concatenate
 
 __all__ = [
     "SETTINGS",
@@ -43,8 +45,10 @@ __all__ = [
     "default_nbeta",
     "llc",
     "llc_trajectory",
+    "preview_param_masks",
     "sample",
     "susceptibilities",
     "sweep",
+    "tokenize_and_concatenate",
     "unflatten_susceptibilities",
 ]
