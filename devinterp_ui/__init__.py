@@ -28,6 +28,7 @@ from devinterp_ui.live import JobProgress, NewRows, SamplingJob, StoreReader, St
 from devinterp_ui.runner import StepSummary
 from devinterp_ui.sample import sample
 from devinterp_ui.store.cache import StoreConflictError
+from devinterp_ui.study import Study, llc_trajectory, sweep
 from devinterp_ui.tokenize import tokenize_and_concatenate
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "StoreConflictError",
     "StoreReader",
     "StoreStatus",
+    "Study",
     "__version__",
     "bif",
     "compute_bif",
@@ -49,10 +51,12 @@ __all__ = [
     "create_param_masks",
     "default_nbeta",
     "llc",
+    "llc_trajectory",
     "preview_param_masks",
     "sample",
     "setting_errors",
     "susceptibilities",
+    "sweep",
     "tokenize_and_concatenate",
     "unflatten_susceptibilities",
     "validate_settings",
