@@ -11,6 +11,8 @@ inputs, copies the model and creates the store; the poll loop picks the store up
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import time
 import weakref
@@ -30,13 +32,15 @@ from devinterp_ui.sample import batch_size_error
 from devinterp_ui.store.schema import safe_name
 from devinterp_ui.ui.demo_picker import DemoPicker
 from devinterp_ui.ui.form import SettingsForm
+from devinterp_ui.ui.health_panel import HealthPanel
 from devinterp_ui.ui.plots import LivePlots
 from devinterp_ui.ui.result import Result
 from devinterp_ui.ui.results import RunRecord, full_settings, summarize
 from devinterp_ui.ui.run_control import RunControl
 from devinterp_ui.ui.run_library import RunLibrary
-from devinterp_ui.ui.run_rows import init_loss_from_rows, status_line
+from devinterp_ui.ui.run_rows import status_line
 from devinterp_ui.ui.store_watcher import StoreWatcher
+from devinterp_ui.ui.study_launcher import StudyLauncher
 
 # Polls in a row in which the marker declares rows the arrays do not deliver, before the
 # dashboard calls the store unreadable (the reader retries through a metadata rewrite, which
@@ -114,8 +118,7 @@ class Dashboard(pn.viewable.Viewer):
             pn.pane.Markdown("Press **Start** to sample; traces appear here as the chains run."),
             sizing_mode="stretch_width",
         )
-        # A slot beside the result for the health panel (see docs/dashboard.md).
-        self.health_slot = pn.Column(width=0, visible=False)
+        self.health = HealthPanel()
 
         # The dashboard plots the SGLD terms, so it records them unless told not to.
         settings = {"save_metrics": True, **settings}
@@ -131,6 +134,16 @@ class Dashboard(pn.viewable.Viewer):
                 model, dataset, observables or {}, loss_fn=loss_fn, true_lambda=true_lambda
             )
         self.form.set_values(settings)
+        self.studies = StudyLauncher(
+            model=self.model,
+            dataset=self.dataset,
+            observables=self.observable_data,
+            settings=self._study_settings(),
+            checkpoints=self._demo_checkpoints(),
+            runs_dir=str(self.runs_dir / "studies"),
+        )
+        for widget in self.form.widgets.values():
+            widget.param.watch(self._sync_studies, "value")
         self._register_session_end()
 
     # --- construction ---------------------------------------------------------------------------
@@ -164,6 +177,7 @@ class Dashboard(pn.viewable.Viewer):
             self._dataset_rows, self._data_error = None, str(exc)
         self._update_hint()
         self.form.revalidate()
+        self._sync_studies()
 
     def _use_demo(self, demo, new_demo: bool) -> None:
         self.demo = demo
@@ -181,6 +195,29 @@ class Dashboard(pn.viewable.Viewer):
             # responsive (raise batches_per_draw under "Advanced" for smoother observable traces).
             settings.setdefault("batches_per_draw", 1)
             self.form.set_values(settings)
+
+    def _study_settings(self) -> dict[str, Any]:
+        settings = dict(self.form.values)
+        if self.loss_fn is not None:
+            settings["loss_fn"] = self.loss_fn
+        return settings
+
+    def _demo_checkpoints(self) -> dict[int, Any] | None:
+        demo = self.demo
+        if demo is None or len(demo.steps) < 2:
+            return None
+        return {step: functools.partial(demo.model_at, step) for step in demo.steps}
+
+    def _sync_studies(self, *_events) -> None:
+        """The Studies tab samples what the form says (and the current model and data)."""
+        if not hasattr(self, "studies"):
+            return
+        self.studies.param.update(
+            model=self.model,
+            dataset=self.dataset,
+            observables=self.observable_data,
+            settings=self._study_settings(),
+        )
 
     # --- settings and checks ----------------------------------------------------------------------
 
@@ -356,6 +393,7 @@ class Dashboard(pn.viewable.Viewer):
         self._rows_seen = self._stuck_polls = 0
         self.plot_area.objects = [self.plots]
         self.result_view.clear()
+        self.health.reset()
 
     def _ensure_polling(self) -> None:
         if self._callback is None:
@@ -389,12 +427,12 @@ class Dashboard(pn.viewable.Viewer):
                 return
         new = self.reader.read_new()
         self._check_rows_arrive(new)
-        if not self._init_loss_known:
-            init = init_loss_from_rows(new.steps, self.reader.config)
-            if init is not None:
-                self.plots.set_init_loss(init)
-                self._init_loss_known = True
+        if not self._init_loss_known and self.reader.init_loss is not None:
+            self.plots.set_init_loss(self.reader.init_loss)
+            self._init_loss_known = True
         self.plots.update(new)
+        if self._init_loss_known:  # step rows have arrived: something to diagnose
+            self._update_health(self.reader.accumulated(), chain_status=new.status.chain_status)
         state, done, total, extra, errors = status_line(new.status, job)
         self.control.show_status(state, done, total, str(self.reader.path), extra, errors)
         finished = (
@@ -404,6 +442,11 @@ class Dashboard(pn.viewable.Viewer):
         )
         if finished:
             self._finish()
+
+    def _update_health(self, source, **kwargs) -> None:
+        """Diagnostics may refuse too few rows (a run stopped at once): that is no store error."""
+        with contextlib.suppress(ValueError):  # the panel keeps saying "no draws yet"
+            self.health.update(source, **kwargs)
 
     def _check_rows_arrive(self, new) -> None:
         """Raise when the marker declares rows the reader has not delivered for a while: the
@@ -441,6 +484,7 @@ class Dashboard(pn.viewable.Viewer):
         if tree is not None and "sampling_loss_micro" in tree:
             try:
                 summarize(record, tree)
+                self._update_health(tree, finished=True)
             except (KeyError, ValueError) as exc:
                 self.control.show_error(f"could not compute the LLC: {exc}")
         truth = self.true_lambda if job is not None else None
@@ -499,13 +543,14 @@ class Dashboard(pn.viewable.Viewer):
         live = pn.Column(
             self.plot_area,
             pn.pane.Markdown("## Result"),
-            pn.Row(self.result_view, self.health_slot, sizing_mode="stretch_width"),
+            pn.Row(self.result_view, self.health, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
         library = pn.Column(
             pn.pane.Markdown("## Run library"), self.library, sizing_mode="stretch_width"
         )
-        return pn.Column(live, library, sizing_mode="stretch_width")
+        run = pn.Column(live, library, sizing_mode="stretch_width")
+        return pn.Tabs(("Run", run), ("Studies", self.studies), sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Row(pn.Column(self.controls, width=420), self.main, sizing_mode="stretch_width")

@@ -1,35 +1,10 @@
-"""What the dashboard reads off each poll: the status line and the initial loss. No widgets."""
+"""What the dashboard reads off each poll for its status line. No widgets."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import numpy as np
-import xarray as xr
 
 from devinterp_ui.live.marker import StoreStatus
-
-
-def init_loss_from_rows(steps: xr.Dataset, config: dict[str, Any]) -> float | None:
-    """The initial loss the reader's running LLC subtracts, recovered from its own rows.
-
-    `NewRows.steps` documents llc = n_beta * (running mean of loss after burn-in - init loss);
-    at the first step after burn-in the running mean is that step's loss, so
-    init = loss - llc / n_beta there. This reads nothing beyond what `StoreReader` returned.
-    Mean over the chains seen; None until a first post-burn-in row arrives.
-    """
-    if not steps.sizes.get("row", 0):
-        return None
-    burnin = int(config.get("num_burnin_steps", 0) or 0)
-    n_beta = float(config.get("n_beta") or math.nan)
-    first = steps["step"].values == burnin
-    llc = steps["llc"].values[first]
-    loss = steps["loss"].values[first]
-    ok = np.isfinite(llc) & np.isfinite(loss)
-    if not ok.any() or not math.isfinite(n_beta) or n_beta <= 0:
-        return None
-    return float(np.mean(loss[ok] - llc[ok] / n_beta))
 
 
 def status_line(status: StoreStatus, job=None) -> tuple[str, int, int, str, list[str]]:

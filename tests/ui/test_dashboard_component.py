@@ -296,3 +296,18 @@ def test_known_lambda_demo_draws_true_lambda(tmp_path):
     dash.wait(60)
     assert dash.plots.true_span.visible
     assert dash.plots.true_span.location == pytest.approx(dash.true_lambda)
+
+
+def test_the_health_panel_sits_beside_the_result_and_reads_the_run(dashboard):
+    dashboard.start()
+    dashboard.wait(120)
+    assert dashboard.health.diagnostics is not None
+    assert dashboard.health.severity in ("ok", "info", "warn", "error")
+    tabs = dashboard.main
+    assert [name for name in tabs._names] == ["Run", "Studies"]
+
+
+def test_the_studies_tab_samples_what_the_form_says(dashboard):
+    dashboard.form.set_values({"num_draws": 7})
+    assert dashboard.studies.settings["num_draws"] == 7
+    assert dashboard.studies.model is dashboard.model
