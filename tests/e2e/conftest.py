@@ -74,8 +74,10 @@ def server(tmp_path_factory):
     log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Per module: a module with its own Playwright fixtures can run after this one (two sync
+    Playwright instances cannot be alive at once)."""
     pytest.importorskip("playwright")
     from playwright.sync_api import sync_playwright
 

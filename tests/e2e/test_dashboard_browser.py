@@ -153,12 +153,16 @@ def test_open_store_watches_a_run_written_elsewhere(server, browser):
 
 
 def test_run_library_lists_earlier_runs_and_overlays_two(server, browser):
+    torch.manual_seed(1)
+    data = torch.randint(0, 11, (64, 6))
+    sample(TinyLM(), data, {}, lr=2e-3, n_beta=20.0, num_chains=2, num_draws=10, batch_size=8,
+           output_path=server["runs"] / "second.zarr", progress_bar=False)  # fmt: skip
     page = open_page(browser, server["url"] + "?demo=dln")
     page.get_by_role("button", name="Refresh").click()
     # Runs of earlier tests and sessions, including the store written by sample() directly.
-    expect(page.get_by_text("elsewhere.zarr")).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("cell", name="elsewhere.zarr")).to_be_visible(timeout=30_000)
     picker = page.get_by_role("textbox").and_(page.locator(".choices__input--cloned")).last
-    for name in ("elsewhere", "run1"):
+    for name in ("elsewhere", "second"):
         picker.click()
         picker.fill(name)
         picker.press("Enter")
