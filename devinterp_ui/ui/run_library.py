@@ -25,7 +25,7 @@ from bokeh.palettes import Category10_10
 from devinterp_ui.config import SETTINGS
 from devinterp_ui.live.marker import MarkerUnreadable
 from devinterp_ui.ui import escape
-from devinterp_ui.ui.figures import chain_color, make_figure
+from devinterp_ui.ui.figures import chain_color, fit_ranges, make_figure
 from devinterp_ui.ui.run_index import RunIndex, RunSummary
 
 # The settings a researcher compares first come right after the status; the rest follow.
@@ -244,7 +244,9 @@ def _overlay(loaded) -> list:
 def _shown(*figs) -> list:
     shown = []
     for fig in figs:
-        if any(len(r.data_source.data.get("x", [])) for r in fig.renderers):
+        data = [r.data_source.data for r in fig.renderers]
+        if any(len(d.get("x", [])) for d in data):
+            fit_ranges(fig, [d["x"] for d in data], [d["y"] for d in data])
             fig.visible = True
             shown.append(fig)
     return shown

@@ -104,6 +104,8 @@ def test_ticking_several_runs_overlays_them_in_full_height_plots(runs):
     for fig in figs:
         assert fig.height >= 300  # not the collapsed strip of before
         assert len(fig.renderers) == 2  # one line per run
+        ys = [y for r in fig.renderers for y in r.data_source.data["y"]]
+        assert fig.y_range.start <= min(ys) and fig.y_range.end >= max(ys)  # axes fit the data
     legend = figs[0].legend[0]
     labels = [item.label["value"] for item in legend.items]
     assert any("lr=0.001" in label for label in labels)
