@@ -54,7 +54,8 @@ def chain_quarters(diag: xr.Dataset) -> dict[str, float] | None:
 
     late_drift: n_beta (mean of the last quarter - mean of the third quarter of the draws);
     late_se: its standard error, sqrt(MCSE_3^2 + MCSE_4^2) (arviz-stats' ESS-based MCSE of
-    each quarter's mean, times n_beta); early_drift: the same for the second half against the
+    each quarter's mean, times n_beta, on every `diag.attrs["thin"]`-th draw of the quarter as
+    `diagnose` thins: bounded cost on long runs); early_drift: the same for the second half against the
     first, early_se: sqrt(2) x the second half's MCSE (the error an equilibrated first half
     would have). None with fewer than 4 * MIN_DRAWS common draws.
     """
@@ -76,9 +77,10 @@ def chain_quarters(diag: xr.Dataset) -> dict[str, float] | None:
         "h2": values[:, n // 2 :],
     }
     means = {k: float(v.mean()) for k, v in parts.items()}
+    stride = int(diag.attrs.get("thin", 1))
     with np.errstate(invalid="ignore", divide="ignore"):
         se = {
-            k: float(array_stats.mcse(v, chain_axis=0, draw_axis=1, method="mean"))
+            k: float(array_stats.mcse(v[:, ::stride], chain_axis=0, draw_axis=1, method="mean"))
             for k, v in parts.items()
         }
     return {
