@@ -2,7 +2,6 @@
 lr field and shows h_max, the stability limit, the suggested lr and the predicted bias."""
 
 import threading
-import time
 
 import pytest
 import torch
@@ -43,11 +42,11 @@ def advisor(n_beta=10.0, gate=None):
 def test_the_click_returns_at_once_and_the_thread_fills_in_the_suggested_lr():
     gate = threading.Event()
     view = LrSuggest(advisor(gate=gate), lr=0.02)
-    t0 = time.perf_counter()
     view.button.clicks += 1  # what a click does
-    returned_after = time.perf_counter() - t0
+    # The advisor is still held at the gate, so the click returned without running it (run in
+    # the callback, it would have waited at the gate and failed, leaving busy False).
     assert view.busy and view.button.disabled and view.value is None
-    assert returned_after < 5  # the click did not wait for the gated advisor
+    assert view.button.label == "Suggesting…"
     gate.set()
     assert view.wait(10)
     advice = view.advice
