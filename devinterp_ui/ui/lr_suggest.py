@@ -79,9 +79,7 @@ class LrSuggest(pn.viewable.Viewer):
     value = param.Number(
         default=None, allow_None=True, bounds=(0, None), inclusive_bounds=(False, True)
     )
-    lr = param.Number(
-        default=None, allow_None=True, bounds=(0, None), inclusive_bounds=(False, True)
-    )
+    lr = param.Number(default=None, allow_None=True, bounds=(0, None))
     busy = param.Boolean(default=False)
     advice = param.ClassSelector(class_=LrAdvice, default=None, allow_None=True)
     error = param.String(default=None, allow_None=True)
@@ -164,6 +162,9 @@ class LrSuggest(pn.viewable.Viewer):
     def _show(self) -> None:
         self._info.object = advice_html(self.advice, self.lr, self.error, self._previous)
 
-    def _on_lr(self, _event: Any) -> None:
+    def _on_lr(self, event: Any) -> None:
+        # `lr` set from outside (the dashboard's form) shows in the field too.
+        if self.lr_input.value != event.new:
+            self.lr_input.value = event.new
         if not self.busy:
             self._show()

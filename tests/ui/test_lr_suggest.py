@@ -116,6 +116,13 @@ def test_editing_the_lr_updates_the_predicted_bias():
     assert "unstable" in view._info.object
 
 
+def test_an_lr_set_by_the_form_shows_in_the_field():
+    view = LrSuggest(advisor(), lr=0.01)
+    assert view.lr_input.value == 0.01
+    view.lr = 0.003
+    assert view.lr_input.value == 0.003
+
+
 def test_advice_html_before_any_advice_and_a_bad_compute():
     assert advice_html(None, 0.1) == ""
     with pytest.raises(TypeError, match="compute"):
