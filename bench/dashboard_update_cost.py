@@ -10,7 +10,8 @@
 
 3. The Health panel's recompute (`HealthPanel.update(..., force=True)`: diagnose + health +
    the HTML) on a run of 1k, 10k and 100k steps per chain, fed as `StoreReader.accumulated()`
-   gives it (loss trace only) and as the reader's rows with SGLD metrics; --polls repeats each.
+   gives it (loss trace only) and as the reader's rows with SGLD metrics; --polls repeats each
+   (the fastest is the least disturbed figure on a shared machine).
    R-hat/ESS/MCSE run on at most MAX_DIAG_DRAWS draws per chain (thinned), so the arviz-stats
    part is flat; what is left is linear numpy work over the trace.
 
@@ -219,8 +220,9 @@ def health_cost(args) -> list[str]:
                 took.append(time.perf_counter() - t0)
             t = np.array(took) * 1e3
             lines.append(
-                f"  at step {mark:>7,} ({label:>12}): {statistics.median(t):7.1f} ms median "
-                f"({t.min():.1f}..{t.max():.1f}); thin {panel.diagnostics.attrs['thin']}"
+                f"  at step {mark:>7,} ({label:>12}): {t.min():7.1f} ms fastest, "
+                f"{statistics.median(t):.1f} median, {t.max():.1f} slowest; "
+                f"thin {panel.diagnostics.attrs['thin']}"
             )
     return lines
 

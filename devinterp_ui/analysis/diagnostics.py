@@ -31,12 +31,12 @@ et al. (2021) define it (and ArviZ 0.x reported)."""
 
 MAX_DIAG_DRAWS = 5_000
 """Most draws per chain that enter arviz-stats' R-hat/ESS/MCSE. Longer traces are thinned to
-every k-th draw, k = ceil(draws / MAX_DIAG_DRAWS) (the first draw kept), so a recompute costs
-the same at 10^4 and 10^6 steps: arviz-stats' rank normalisation sorts the whole trace
-(~1 s at 4 x 10^5 draws on one core). Thinning never adds information, so the ESS of the
-thinned trace is a lower bound on the full trace's and the MCSE an upper bound (conservative);
-the two agree while the trace's autocorrelation time exceeds k, and differ only where the ESS
-already exceeds the kept draws (>= 5,000 per chain, far above every ESS threshold)."""
+every k-th draw, k = ceil(draws / MAX_DIAG_DRAWS) (the first draw kept), so arviz-stats' part
+of a recompute costs the same at 10^4 and 10^6 steps (its rank normalisation sorts the whole
+trace: ~1 s at 4 x 10^5 draws on one core). Thinning adds no information, so for a positively
+autocorrelated trace (as SGLD's is) the thinned ESS is at most the full trace's and the MCSE at
+least (cautious); the two agree while the autocorrelation time exceeds k, and differ only where
+the ESS already exceeds the kept draws (>= 5,000 per chain, far above every ESS threshold)."""
 
 
 def diagnose(
