@@ -138,7 +138,8 @@ def test_a_real_run_with_a_failed_chain_shows_the_samplers_error_and_advice(tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tree = sample(
-            ExplodesAbove(float(np.mean(starts))),
+            # Above the checkpoint (w = 0, so the probe is finite) and below chain 0's start.
+            ExplodesAbove(max(starts) / 2),
             data,
             {},
             loss_fn=exploding_loss,
