@@ -206,6 +206,11 @@ def hessian_top_eigenvalue(
         else:
             grad = _gradient(losses, params, masks)
             hvp = lambda x: _hvp(losses, params, masks, x)  # noqa: E731
+        if not all(bool(torch.isfinite(g).all()) for g in grad):
+            raise ValueError(
+                "the loss's gradient at the checkpoint is not finite (NaN/Inf); check the model "
+                "and loss_fn at these weights."
+            )
         return _lanczos(hvp, _start(grad, noise), max_iters, rtol)
     finally:
         for p, s in zip(params, saved, strict=True):
@@ -331,8 +336,10 @@ def _hvp(losses, params, masks, v) -> list[torch.Tensor]:
     total = [torch.zeros_like(p) for p in params]
     for loss_of_batch in losses:
         loss = loss_of_batch()
-        grads = torch.autograd.grad(loss, params, create_graph=True)
-        dot = sum((g * x).sum() for g, x in zip(grads, v, strict=True))
+        grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+        dot = sum((g * x).sum() for g, x in zip(grads, v, strict=True) if g is not None)
+        if not (isinstance(dot, torch.Tensor) and dot.requires_grad):
+            continue  # the gradient does not depend on the weights: no curvature
         hv = torch.autograd.grad(dot, params, allow_unused=True)
         for t, h in zip(total, hv, strict=True):
             if h is not None:

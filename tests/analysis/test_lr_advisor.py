@@ -187,3 +187,23 @@ def test_predicted_bias_matches_the_bias_measured_by_sampling():
     measured = float(compute_llc(tree)["llc_mean"]) / (d / 2) - 1.0
     assert measured == pytest.approx(advice.bias_at(lr), abs=0.03)
     assert bias_for(lr, n_beta * 1.0) == pytest.approx(0.2, rel=0.02)
+
+
+def test_a_non_finite_curvature_is_reported_not_returned():
+    def nan_loss(model, batch):
+        return (model.w.sum() * float("nan")).expand(batch[0].shape[0])
+
+    for keep in (True, False):
+        with pytest.raises(ValueError, match="not finite"):
+            suggest_lr(Quadratic([1.0, 2.0]), ROWS, n_beta=1.0, loss_fn=nan_loss, keep_graphs=keep)
+
+
+@pytest.mark.parametrize("keep_graphs", [True, False])
+def test_a_linear_loss_has_no_curvature(keep_graphs):
+    def linear_loss(model, batch):
+        return (3.0 * model.w.sum()).expand(batch[0].shape[0])
+
+    advice = suggest_lr(
+        Quadratic([1.0, 2.0]), ROWS, n_beta=1.0, loss_fn=linear_loss, keep_graphs=keep_graphs
+    )
+    assert advice.h_max == 0.0 and math.isinf(advice.lr_stable_max)
