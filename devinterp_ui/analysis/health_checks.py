@@ -37,8 +37,9 @@ def minibatch_noise(loss: np.ndarray) -> float:
     (a few spikes or a drifting level do not inflate it); from at most MAX_SCALE_SAMPLES
     differences. NaN with fewer than MIN_DRAWS draws.
     """
-    diffs = [np.diff(row[np.isfinite(row)]) for row in loss]
-    diffs = np.concatenate([d for d in diffs if d.size]) if diffs else np.zeros(0)
+    # A chain with one finite draw (a run that has just started) has no difference at all.
+    diffs = [d for row in loss if (d := np.diff(row[np.isfinite(row)])).size]
+    diffs = np.concatenate(diffs) if diffs else np.zeros(0)
     if diffs.size < MIN_DRAWS:
         return float("nan")
     diffs = _scale_sample(diffs)

@@ -304,3 +304,10 @@ def test_step_bias_is_quiet_at_a_small_lr_and_without_advice():
 def test_health_accepts_the_diagnostics_dataset_itself():
     rows = rows_of(healthy(level=-0.3))
     assert codes(health(diagnose(rows))) == codes(health(rows))
+
+
+def test_a_run_with_one_draw_per_chain_is_judged_without_error():
+    # A study cell or a live run that has just started: one finite row per chain.
+    flags = health(rows_of(np.full((4, 1), INIT + 0.01)))
+    assert all(isinstance(f, Flag) for f in flags)
+    assert worst_severity(flags) in ("ok", "info", "warn", "error")
