@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
@@ -89,11 +89,8 @@ def main() -> None:
                 for page in pages:
                     t0 = time.perf_counter()
                     page.get_by_role("button", name="▶ Start").click()
-                    page.get_by_role("button", name="■ Stop").wait_for(state="visible")
-                    page.wait_for_function(
-                        "() => [...document.querySelectorAll('button')].some("
-                        "b => b.textContent.includes('Stop') && !b.disabled)",
-                        timeout=180_000,
+                    expect(page.get_by_role("button", name="■ Stop", exact=True)).to_be_enabled(
+                        timeout=180_000
                     )
                     starts.append(time.perf_counter() - t0)
                 times = []
