@@ -143,6 +143,7 @@ class SettingsForm(pn.viewable.Viewer):
         values: dict[str, Any] | None = None,
         check: Callable[[dict[str, Any]], dict[str, str]] | None = None,
         extra_basic: list[pn.viewable.Viewable] | None = None,
+        field_extras: dict[str, pn.viewable.Viewable] | None = None,
         **params,
     ):
         super().__init__(**params)
@@ -167,6 +168,8 @@ class SettingsForm(pn.viewable.Viewer):
             "", styles={"font-size": "12px", "color": "#555"}, margin=(-6, 10, 0, 10)
         )
         self._extra_basic = extra_basic or []
+        # Shown under a field (e.g. the lr advisor's Suggest button under lr); settable later.
+        self.field_extras: dict[str, pn.viewable.Viewable] = dict(field_extras or {})
         self._last_number = {
             n: defaults[n] for n in names if isinstance(self.widgets[n], pn.widgets.TextInput)
         }
@@ -229,6 +232,8 @@ class SettingsForm(pn.viewable.Viewer):
         parts = [self.widgets[name], self.messages[name]]
         if name == "n_beta":
             parts.append(self.n_beta_hint)
+        if name in self.field_extras:
+            parts.append(self.field_extras[name])
         return pn.Column(*parts, margin=0, sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:

@@ -91,6 +91,7 @@ class LrSuggest(pn.viewable.Viewer):
         self._compute = compute
         self._thread: threading.Thread | None = None
         self._previous: float | None = None
+        self._controls: pn.Column | None = None
         self.lr_input = pn.widgets.FloatInput(
             label="lr", value=self.lr, start=0.0, width=140, placeholder="e.g. 1e-4"
         )
@@ -105,6 +106,35 @@ class LrSuggest(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
+
+    @property
+    def controls(self) -> pn.Column:
+        """The Suggest button and the advice, without the lr field: to sit under another lr
+        field (the dashboard's form), kept in step with `link_form`."""
+        if self._controls is None:
+            self._controls = pn.Column(
+                self.button, self._info, margin=(0, 10), sizing_mode="stretch_width"
+            )
+        return self._controls
+
+    def link_form(self, form: Any) -> None:
+        """Keep a SettingsForm's lr field and this viewer in step: a suggestion (`value`) is
+        written into the form's lr; the form's lr, when it parses as a number, becomes `lr`
+        (the predicted bias is shown at it)."""
+
+        def from_form(*_events: Any) -> None:
+            lr = form.typed_values.get("lr")
+            if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr >= 0:
+                self.lr = float(lr)
+
+        def to_form(event: Any) -> None:
+            if event.new is not None:
+                form.set_values({"lr": event.new})
+
+        form.widgets["lr"].param.watch(from_form, "value")
+        # onlychanged=False: the same suggestion again still overwrites an lr typed since.
+        self.param.watch(to_form, "value", onlychanged=False)
+        from_form()
 
     def suggest(self) -> bool:
         """Start the advisor in a thread (what the button does); False when one is running."""
