@@ -67,7 +67,11 @@ def default_nbeta(n: int | float | Any, gradient_accumulation_steps: int = 1) ->
     return n / math.log(n)
 
 
-def compute_llc(tree: xr.DataTree | xr.Dataset, include_burnin: bool = False) -> xr.Dataset:
+def compute_llc(
+    tree: xr.DataTree | xr.Dataset,
+    include_burnin: bool = False,
+    num_burnin_steps: int | None = None,
+) -> xr.Dataset:
     """LLC estimate and traces from a sample tree, or from the rows a `StoreReader` has read.
 
     Reads `sampling_loss_micro` (chain, step, batch_sampling, token_pos), `init_loss`
@@ -78,7 +82,8 @@ def compute_llc(tree: xr.DataTree | xr.Dataset, include_burnin: bool = False) ->
 
     Steps used: those with step index >= num_burnin_steps, or every step with
     `include_burnin=True`, which reproduces devinterp 2.x's `compute_llc` (it averages every
-    step). Rows beyond the store's progress marker (root attr `progress`: rows a killed or failed
+    step). `num_burnin_steps` (steps, >= 0) overrides the run's own burn-in (a dashboard's
+    burn-in slider recomputes the LLC with it). Rows beyond the store's progress marker (root attr `progress`: rows a killed or failed
     writer put on disk without counting them) are not part of the run and are ignored. Rows
     never written (a stopped, failed or still-running chain leaves NaN rows) and rows whose loss
     is not finite are skipped too: each chain averages over its counted, finite rows only, so a
@@ -88,7 +93,20 @@ def compute_llc(tree: xr.DataTree | xr.Dataset, include_burnin: bool = False) ->
     Returns `llc_from_loss_trace`'s Dataset. Raises KeyError when the tree lacks
     `sampling_loss_micro` (or `loss_trace`), `init_loss` or n_beta.
     """
+    if num_burnin_steps is not None and (
+        isinstance(num_burnin_steps, bool)
+        or not isinstance(num_burnin_steps, (int, np.integer))
+        or num_burnin_steps < 0
+    ):
+        raise ValueError(
+            f"num_burnin_steps must be an int >= 0 (steps left out) or None, got {num_burnin_steps!r}"
+        )
     ds = root_dataset(tree)
+    burnin = (
+        int(sampler_setting(ds, "num_burnin_steps", 0))
+        if num_burnin_steps is None
+        else int(num_burnin_steps)
+    )
     if "loss_trace" in ds.variables and "sampling_loss_micro" not in ds.variables:
         require_arrays(ds, ["loss_trace", "init_loss"], "compute_llc")
         loss_trace = ds["loss_trace"]
@@ -106,7 +124,7 @@ def compute_llc(tree: xr.DataTree | xr.Dataset, include_burnin: bool = False) ->
         loss_trace,
         ds["init_loss"],
         n_beta=tree_n_beta(ds),
-        num_burnin_steps=int(sampler_setting(ds, "num_burnin_steps", 0)),
+        num_burnin_steps=burnin,
         include_burnin=include_burnin,
     )
 

@@ -126,6 +126,10 @@ class Dashboard(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
         self.health = HealthPanel()
+        # The slider's burn-in (None until moved) also drives the shading, the LLC, the table
+        # and the CSV; the panel changes `burnin` silently when it recomputes by itself.
+        self._burnin_override: int | None = None
+        self.health.param.watch(self._on_burnin, "burnin")
 
         # The dashboard plots the SGLD terms, so it records them unless told not to.
         settings = {"save_metrics": True, **settings}
@@ -419,6 +423,7 @@ class Dashboard(pn.viewable.Viewer):
         self.plot_area.objects = [self.plots]
         self.result_view.clear()
         self.health.reset()
+        self._burnin_override = None
 
     def _ensure_polling(self) -> None:
         if self._callback is None:
@@ -468,6 +473,21 @@ class Dashboard(pn.viewable.Viewer):
         if finished:
             self._finish()
 
+    def _on_burnin(self, event) -> None:
+        """The burn-in slider moved: reshade the plots and, once the run has its tree,
+        recompute the LLC, the per-chain table and the CSV from the stored draws (no rerun)."""
+        self._burnin_override = int(event.new)
+        if self.plots is not None:
+            self.plots.set_burnin(event.new)
+        record = self.current
+        if record is not None and record.tree is not None and not self.running:
+            try:
+                summarize(record, record.tree, burnin=self._burnin_override)
+            except (KeyError, ValueError) as exc:
+                self.control.show_error(f"could not compute the LLC: {exc}")
+                return
+            self.result_view.show(record, self.plots, self.result_view.true_lambda)
+
     def _update_health(self, source, **kwargs) -> None:
         """Diagnostics may refuse too few rows (a run stopped at once): that is no store error."""
         with contextlib.suppress(ValueError):  # the panel keeps saying "no draws yet"
@@ -508,7 +528,7 @@ class Dashboard(pn.viewable.Viewer):
                 )
         if tree is not None and "sampling_loss_micro" in tree:
             try:
-                summarize(record, tree)
+                summarize(record, tree, burnin=self._burnin_override)
                 self._update_health(tree, finished=True)
             except (KeyError, ValueError) as exc:
                 self.control.show_error(f"could not compute the LLC: {exc}")

@@ -176,16 +176,18 @@ class HealthPanel(pn.viewable.Viewer):
     def reset(self) -> None:
         """Forget the run: the next `update()` starts from that run's recorded burn-in."""
         self._source, self._kwargs, self._advice, self._last = None, {}, None, -math.inf
+        self._moved = False
         self.param.update(diagnostics=None, flags=[], severity="ok")
         self._summary.object = summary_html(None, [])
         self._flags_pane.object = ""
 
     def _on_burnin(self, _event: Any) -> None:
+        self._moved = True  # a burn-in chosen before the first rows arrive is kept
         if self._source is not None:
             self._recompute(first=False)
 
     def _recompute(self, first: bool) -> None:
-        burnin = None if first else self.burnin
+        burnin = None if first and not getattr(self, "_moved", False) else self.burnin
         diag = diagnose(self._source, burnin, **self._kwargs)
         flags = health(diag, advice=self._advice, diagnostics=diag)
         steps = int(diag.attrs["burnin"]) + int(diag.attrs["num_draws"])

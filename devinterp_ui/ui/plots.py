@@ -87,17 +87,18 @@ class LivePlots(pn.viewable.Viewer):
             span.visible, span.location = False, 0.0
             fig.add_layout(span)
             self.init_spans.append(span)
+        self.burnin_boxes = []
         for fig in (*self.loss.figures, *self.llc.figures):
             # One annotation per figure: an annotation belongs to a single plot.
-            fig.add_layout(
-                BoxAnnotation(
-                    left=0,
-                    right=max(self.burnin, 0),
-                    fill_color="#999999",
-                    fill_alpha=0.15,
-                    visible=self.burnin > 0,
-                )
+            box = BoxAnnotation(
+                left=0,
+                right=max(self.burnin, 0),
+                fill_color="#999999",
+                fill_alpha=0.15,
+                visible=self.burnin > 0,
             )
+            fig.add_layout(box)
+            self.burnin_boxes.append(box)
         self.true_spans = []
         for fig in self.llc.figures:
             span = Span(dimension="width", line_dash="dotted", line_color="#d62728", line_width=2)
@@ -149,6 +150,14 @@ class LivePlots(pn.viewable.Viewer):
             *self.cosines.values(),
             *self.observable_lines.values(),
         ]
+
+    def set_burnin(self, steps: int) -> None:
+        """Shade steps [0, steps) as burn-in (the health panel's slider moved)."""
+        steps = max(int(steps), 0)
+        with param.edit_constant(self):
+            self.burnin = steps
+        for box in self.burnin_boxes:
+            box.right, box.visible = steps, steps > 0
 
     def set_init_loss(self, value: float | None) -> None:
         if value is not None and math.isfinite(value):

@@ -39,6 +39,7 @@ class RunRecord:
     per_chain: pd.DataFrame | None = None
     tree: xr.DataTree | None = field(default=None, repr=False)
     label: str = ""
+    burnin: int | None = None  # steps left out of the LLC; None: the run's num_burnin_steps
 
     def row(self) -> dict[str, Any]:
         """The run as a table row: status, LLC, then every setting."""
@@ -66,9 +67,11 @@ def _round(x: float) -> float:
     return round(float(x), 4) if np.isfinite(x) else float("nan")
 
 
-def summarize(record: RunRecord, tree: xr.DataTree) -> RunRecord:
-    """Fill in the LLC summary of `record` from its tree (completed or trimmed after a stop)."""
-    llc = compute_llc(tree)
+def summarize(record: RunRecord, tree: xr.DataTree, burnin: int | None = None) -> RunRecord:
+    """Fill in the LLC summary of `record` from its tree (completed or trimmed after a stop),
+    leaving out `burnin` steps (None: the run's own num_burnin_steps)."""
+    llc = compute_llc(tree, num_burnin_steps=burnin)
+    record.burnin = burnin
     progress = tree.attrs.get("progress", {}).get("chains", {})
     chains = llc.sizes["chain"]
     statuses = progress.get("status", ["?"] * chains)
@@ -98,6 +101,8 @@ def summary_csv(record: RunRecord) -> io.StringIO:
     out = io.StringIO()
     out.write(f"# store={record.path}\n# status={record.status}\n")
     out.write(f"# llc_mean={record.llc_mean}\n# llc_std={record.llc_std}\n")
+    if record.burnin is not None:  # the burn-in slider moved: the LLC leaves out these steps
+        out.write(f"# llc_burnin_steps={record.burnin}\n")
     for name, value in full_settings(record.settings).items():
         out.write(f"# {name}={value}\n")
     if record.per_chain is not None:
