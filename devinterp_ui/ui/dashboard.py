@@ -155,6 +155,8 @@ class Dashboard(pn.viewable.Viewer):
         )
         for widget in self.form.widgets.values():
             widget.param.watch(self._sync_studies, "value")
+        self.studies.param.watch(self._open_study_cell, "selected_store")
+        self.tabs: pn.Tabs | None = None
         self._register_session_end()
 
     # --- construction ---------------------------------------------------------------------------
@@ -218,6 +220,17 @@ class Dashboard(pn.viewable.Viewer):
         if demo is None or len(demo.steps) < 2:
             return None
         return {step: functools.partial(demo.model_at, step) for step in demo.steps}
+
+    def _open_study_cell(self, event) -> None:
+        """A Studies cell was clicked: show that run's traces in the single-run view."""
+        if not event.new:
+            return
+        if self.running:
+            self.control.show_error("stop the current run before opening a study's run.")
+            return
+        self.open_store(event.new)
+        if self.tabs is not None:
+            self.tabs.active = 0
 
     def _sync_studies(self, *_events) -> None:
         """The Studies tab samples what the form says (and the current model and data)."""
@@ -595,7 +608,8 @@ class Dashboard(pn.viewable.Viewer):
             pn.pane.Markdown("## Run library"), self.library, sizing_mode="stretch_width"
         )
         run = pn.Column(live, library, sizing_mode="stretch_width")
-        return pn.Tabs(("Run", run), ("Studies", self.studies), sizing_mode="stretch_width")
+        self.tabs = pn.Tabs(("Run", run), ("Studies", self.studies), sizing_mode="stretch_width")
+        return self.tabs
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Row(pn.Column(self.controls, width=420), self.main, sizing_mode="stretch_width")

@@ -53,6 +53,9 @@ class StudyLauncher(pn.viewable.Viewer):
     runs_dir = param.String(default="runs", doc="Each study gets a new directory inside.")
     executor = param.Parameter(default=None, doc="As for sweep(); None: the local pool.")
     kind = param.Selector(default="sweep", objects=["sweep", "trajectory"])
+    selected_store = param.String(
+        default="", doc="Store of the cell last clicked in the running study's view."
+    )
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -96,6 +99,8 @@ class StudyLauncher(pn.viewable.Viewer):
             return None
         self.study = study
         self.view = StudiesView(study=study)
+        # Forward the view's clicks: the dashboard watches the launcher, which outlives views.
+        self.view.param.watch(lambda e: setattr(self, "selected_store", e.new), "selected_store")
         self.view_area.objects = [self.view]
         return study
 
