@@ -11,11 +11,8 @@ inputs, copies the model and creates the store; the poll loop picks the store up
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
 import time
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,6 @@ from devinterp_ui.analysis import LrAdvice, compute_llc, default_nbeta, suggest_
 from devinterp_ui.config import SETTINGS
 from devinterp_ui.data import as_source
 from devinterp_ui.live import SamplingJob, StoreReader
-from devinterp_ui.live.job_state import FINISHED_STATES
 from devinterp_ui.sample import batch_size_error
 from devinterp_ui.store.schema import safe_name
 from devinterp_ui.ui.demo_picker import DemoPicker
@@ -35,21 +31,16 @@ from devinterp_ui.ui.form import SettingsForm
 from devinterp_ui.ui.health_panel import HealthPanel
 from devinterp_ui.ui.lr_suggest import LrSuggest
 from devinterp_ui.ui.plots import LivePlots
+from devinterp_ui.ui.poll_loop import PollLoop
 from devinterp_ui.ui.result import Result
-from devinterp_ui.ui.results import RunRecord, full_settings, summarize
+from devinterp_ui.ui.results import RunRecord, full_settings
 from devinterp_ui.ui.run_control import RunControl
 from devinterp_ui.ui.run_library import RunLibrary
-from devinterp_ui.ui.run_rows import status_line
 from devinterp_ui.ui.store_watcher import StoreWatcher
-from devinterp_ui.ui.study_launcher import StudyLauncher
-
-# Polls in a row in which the marker declares rows the arrays do not deliver, before the
-# dashboard calls the store unreadable (the reader retries through a metadata rewrite, which
-# takes one poll, not ten).
-STUCK_POLLS = 10
+from devinterp_ui.ui.studies_wiring import StudiesWiring
 
 
-class Dashboard(pn.viewable.Viewer):
+class Dashboard(PollLoop, StudiesWiring, pn.viewable.Viewer):
     """Tune SGLD live on your own model and data.
 
     Dashboard(model, dataset, observables, loss_fn=None, **settings) in a notebook, after
@@ -145,17 +136,7 @@ class Dashboard(pn.viewable.Viewer):
                 model, dataset, observables or {}, loss_fn=loss_fn, true_lambda=true_lambda
             )
         self.form.set_values(settings)
-        self.studies = StudyLauncher(
-            model=self.model,
-            dataset=self.dataset,
-            observables=self.observable_data,
-            settings=self._study_settings(),
-            checkpoints=self._demo_checkpoints(),
-            runs_dir=str(self.runs_dir / "studies"),
-        )
-        for widget in self.form.widgets.values():
-            widget.param.watch(self._sync_studies, "value")
-        self.studies.param.watch(self._open_study_cell, "selected_store")
+        self._make_studies()
         self.tabs: pn.Tabs | None = None
         self._register_session_end()
 
@@ -208,40 +189,6 @@ class Dashboard(pn.viewable.Viewer):
             # responsive (raise batches_per_draw under "Advanced" for smoother observable traces).
             settings.setdefault("batches_per_draw", 1)
             self.form.set_values(settings)
-
-    def _study_settings(self) -> dict[str, Any]:
-        settings = dict(self.form.values)
-        if self.loss_fn is not None:
-            settings["loss_fn"] = self.loss_fn
-        return settings
-
-    def _demo_checkpoints(self) -> dict[int, Any] | None:
-        demo = self.demo
-        if demo is None or len(demo.steps) < 2:
-            return None
-        return {step: functools.partial(demo.model_at, step) for step in demo.steps}
-
-    def _open_study_cell(self, event) -> None:
-        """A Studies cell was clicked: show that run's traces in the single-run view."""
-        if not event.new:
-            return
-        if self.running:
-            self.control.show_error("stop the current run before opening a study's run.")
-            return
-        self.open_store(event.new)
-        if self.tabs is not None:
-            self.tabs.active = 0
-
-    def _sync_studies(self, *_events) -> None:
-        """The Studies tab samples what the form says (and the current model and data)."""
-        if not hasattr(self, "studies"):
-            return
-        self.studies.param.update(
-            model=self.model,
-            dataset=self.dataset,
-            observables=self.observable_data,
-            settings=self._study_settings(),
-        )
 
     # --- settings and checks ----------------------------------------------------------------------
 
@@ -418,169 +365,6 @@ class Dashboard(pn.viewable.Viewer):
         # rows streamed into sources the browser has not received yet would be lost.
         self._ensure_polling()
 
-    # --- the poll loop ------------------------------------------------------------------------------
-
-    def _show_plots(self, num_chains, observables, burnin, true_lambda, prior=True) -> None:
-        self.control.clear_error()
-        self.plots = LivePlots(
-            num_chains=num_chains,
-            observables=observables,
-            burnin=burnin,
-            true_lambda=true_lambda,
-            prior=prior,
-            save_metrics=True,
-            budget=self.plot_budget,
-        )
-        self._init_loss_known = False
-        self._rows_seen = self._stuck_polls = 0
-        self.plot_area.objects = [self.plots]
-        self.result_view.clear()
-        self.health.reset()
-        self._burnin_override = None
-
-    def _ensure_polling(self) -> None:
-        if self._callback is None:
-            self._callback = pn.state.add_periodic_callback(self.poll, period=self.poll_ms)
-
-    def poll(self) -> None:
-        """Read new rows into the plots and refresh status; finish up once the run has ended.
-
-        A store that cannot be read (a foreign group, an array gone bad) ends the watch with one
-        message instead of a traceback at every poll.
-        """
-        if not self.running or self.plots is None:
-            return
-        try:
-            self._poll()
-        except Exception as exc:  # anything a broken store raises: say it once, stay usable
-            self.control.show_error(f"cannot read the store: {type(exc).__name__}: {exc}")
-            if self.job is not None:
-                self.job.stop()
-            self._finish(read_result=False)
-
-    def _poll(self) -> None:
-        job = self.job
-        if self.reader is None:
-            if job is not None and job.store_created:
-                self.reader = StoreReader(job.output_path)
-            elif job is not None and job.state in FINISHED_STATES:
-                self._finish()
-                return
-            else:
-                return
-        new = self.reader.read_new()
-        self._check_rows_arrive(new)
-        if not self._init_loss_known and self.reader.init_loss is not None:
-            self.plots.set_init_loss(self.reader.init_loss)
-            self._init_loss_known = True
-        self.plots.update(new)
-        if self._init_loss_known:  # step rows have arrived: something to diagnose
-            self._update_health(self.reader.accumulated(), chain_status=new.status.chain_status)
-        state, done, total, extra, errors = status_line(new.status, job)
-        self.control.show_status(state, done, total, str(self.reader.path), extra, errors)
-        finished = (
-            job.state in FINISHED_STATES and (new.status.finished or job.error is not None)
-            if job is not None
-            else new.status.finished
-        )
-        if finished:
-            self._finish()
-
-    def _on_burnin(self, event) -> None:
-        """The burn-in slider moved: reshade the plots and, once the run has its tree,
-        recompute the LLC, the per-chain table and the CSV from the stored draws (no rerun)."""
-        self._burnin_override = int(event.new)
-        if self.plots is not None:
-            self.plots.set_burnin(event.new)
-        record = self.current
-        if record is not None and record.tree is not None and not self.running:
-            try:
-                summarize(record, record.tree, burnin=self._burnin_override)
-            except (KeyError, ValueError) as exc:
-                self.control.show_error(f"could not compute the LLC: {exc}")
-                return
-            self.result_view.show(record, self.plots, self.result_view.true_lambda)
-
-    def _update_health(self, source, **kwargs) -> None:
-        """Diagnostics may refuse too few rows (a run stopped at once): that is no store error."""
-        with contextlib.suppress(ValueError):  # the panel keeps saying "no draws yet"
-            self.health.update(source, **kwargs)
-
-    def _check_rows_arrive(self, new) -> None:
-        """Raise when the marker declares rows the reader has not delivered for a while: the
-        arrays cannot be read (the reader retries quietly, expecting a rewrite in progress)."""
-        self._rows_seen += new.steps.sizes.get("row", 0)
-        declared = sum(new.status.steps_written)
-        self._stuck_polls = self._stuck_polls + 1 if declared > self._rows_seen else 0
-        if self._stuck_polls > STUCK_POLLS:
-            raise OSError(
-                f"the marker declares {declared} rows but the arrays gave {self._rows_seen}: "
-                "an array is missing or unreadable"
-            )
-
-    def _finish(self, read_result: bool = True) -> None:
-        if self._callback is not None:
-            self._callback.stop()
-            self._callback = None
-        record, job = self.current, self.job
-        self.running = False
-        self.control.run_settings = {}
-        if job is not None:
-            record.status = job.state
-        elif self.reader is not None:
-            record.status = self.reader.status().status
-        if job is not None and job.error is not None:
-            self.control.show_error(job.error.message, job.error.traceback)
-        tree = None
-        if read_result:
-            tree = job.result if job is not None else _open_tree(self.reader.path)
-            if job is None and (tree is None or "sampling_loss_micro" not in tree):
-                self.control.show_error(
-                    "cannot read the store: its sampling_loss_micro array is missing or "
-                    "unreadable, so there is no result to show."
-                )
-        if tree is not None and "sampling_loss_micro" in tree:
-            try:
-                summarize(record, tree, burnin=self._burnin_override)
-                self._update_health(tree, finished=True)
-            except (KeyError, ValueError) as exc:
-                self.control.show_error(f"could not compute the LLC: {exc}")
-        truth = self.true_lambda if job is not None else None
-        self.result_view.show(record, self.plots, truth)
-        self.library.note_llc(record.path, record.llc_mean, record.llc_std)
-        self.library.refresh()
-        if self._restart_pending:
-            self._restart_pending = False
-            self.start()
-
-    # --- lifecycle ------------------------------------------------------------------------------
-
-    def _register_session_end(self) -> None:
-        """In a server session, stop the job when the session ends. Outside one (notebook,
-        script) nothing is registered: Panel would keep the callback, and with it this
-        dashboard, its model and data, for the life of the process."""
-        doc = pn.state.curdoc
-        if doc is None or getattr(doc, "session_context", None) is None:
-            return
-        ref = weakref.ref(self)
-
-        def ended(_context) -> None:
-            dashboard = ref()
-            if dashboard is not None:
-                dashboard._on_session_destroyed()
-
-        doc.on_session_destroyed(ended)
-        self.library.start_refreshing()
-
-    def _on_session_destroyed(self) -> None:
-        self._restart_pending = False
-        if self.job is not None:
-            self.job.stop()
-        if self._callback is not None:
-            self._callback.stop()
-            self._callback = None
-        self.library.stop_refreshing()
-
     # --- layout ---------------------------------------------------------------------------------
 
     @property
@@ -613,10 +397,3 @@ class Dashboard(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Row(pn.Column(self.controls, width=420), self.main, sizing_mode="stretch_width")
-
-
-def _open_tree(path: Path) -> xr.DataTree | None:
-    try:
-        return xr.open_datatree(str(path), engine="zarr").load()
-    except (OSError, ValueError, KeyError):
-        return None

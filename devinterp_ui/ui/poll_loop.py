@@ -1,0 +1,199 @@
+"""The dashboard's poll loop (a mixin of `Dashboard`): read new rows of the watched store into the
+plots and the health panel, refresh the status line, and finish up once the run has ended
+(summary, result view, run library, a pending restart). Also the burn-in slider's wiring.
+
+It uses the Dashboard's attributes: job, reader, plots, current, control, health, result_view,
+library, plot_area, poll_ms, plot_budget, true_lambda, running and start().
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from pathlib import Path
+
+import panel as pn
+import xarray as xr
+
+from devinterp_ui.live import StoreReader
+from devinterp_ui.live.job_state import FINISHED_STATES
+from devinterp_ui.ui.plots import LivePlots
+from devinterp_ui.ui.results import summarize
+from devinterp_ui.ui.run_rows import status_line
+
+# Polls in a row in which the marker declares rows the arrays do not deliver, before the
+# dashboard calls the store unreadable (the reader retries through a metadata rewrite, which
+# takes one poll, not ten).
+STUCK_POLLS = 10
+
+
+class PollLoop:
+    """Polling and finishing for `Dashboard` (see the module docstring)."""
+
+    def _show_plots(self, num_chains, observables, burnin, true_lambda, prior=True) -> None:
+        self.control.clear_error()
+        self.plots = LivePlots(
+            num_chains=num_chains,
+            observables=observables,
+            burnin=burnin,
+            true_lambda=true_lambda,
+            prior=prior,
+            save_metrics=True,
+            budget=self.plot_budget,
+        )
+        self._init_loss_known = False
+        self._rows_seen = self._stuck_polls = 0
+        self.plot_area.objects = [self.plots]
+        self.result_view.clear()
+        self.health.reset()
+        self._burnin_override = None
+
+    def _ensure_polling(self) -> None:
+        if self._callback is None:
+            self._callback = pn.state.add_periodic_callback(self.poll, period=self.poll_ms)
+
+    def poll(self) -> None:
+        """Read new rows into the plots and refresh status; finish up once the run has ended.
+
+        A store that cannot be read (a foreign group, an array gone bad) ends the watch with one
+        message instead of a traceback at every poll.
+        """
+        if not self.running or self.plots is None:
+            return
+        try:
+            self._poll()
+        except Exception as exc:  # anything a broken store raises: say it once, stay usable
+            self.control.show_error(f"cannot read the store: {type(exc).__name__}: {exc}")
+            if self.job is not None:
+                self.job.stop()
+            self._finish(read_result=False)
+
+    def _poll(self) -> None:
+        job = self.job
+        if self.reader is None:
+            if job is not None and job.store_created:
+                self.reader = StoreReader(job.output_path)
+            elif job is not None and job.state in FINISHED_STATES:
+                self._finish()
+                return
+            else:
+                return
+        new = self.reader.read_new()
+        self._check_rows_arrive(new)
+        if not self._init_loss_known and self.reader.init_loss is not None:
+            self.plots.set_init_loss(self.reader.init_loss)
+            self._init_loss_known = True
+        self.plots.update(new)
+        if self._init_loss_known:  # step rows have arrived: something to diagnose
+            self._update_health(self.reader.accumulated(), chain_status=new.status.chain_status)
+        state, done, total, extra, errors = status_line(new.status, job)
+        self.control.show_status(state, done, total, str(self.reader.path), extra, errors)
+        finished = (
+            job.state in FINISHED_STATES and (new.status.finished or job.error is not None)
+            if job is not None
+            else new.status.finished
+        )
+        if finished:
+            self._finish()
+
+    def _on_burnin(self, event) -> None:
+        """The burn-in slider moved: reshade the plots and, once the run has its tree,
+        recompute the LLC, the per-chain table and the CSV from the stored draws (no rerun)."""
+        self._burnin_override = int(event.new)
+        if self.plots is not None:
+            self.plots.set_burnin(event.new)
+        record = self.current
+        if record is not None and record.tree is not None and not self.running:
+            try:
+                summarize(record, record.tree, burnin=self._burnin_override)
+            except (KeyError, ValueError) as exc:
+                self.control.show_error(f"could not compute the LLC: {exc}")
+                return
+            self.result_view.show(record, self.plots, self.result_view.true_lambda)
+
+    def _update_health(self, source, **kwargs) -> None:
+        """Diagnostics may refuse too few rows (a run stopped at once): that is no store error."""
+        with contextlib.suppress(ValueError):  # the panel keeps saying "no draws yet"
+            self.health.update(source, **kwargs)
+
+    def _check_rows_arrive(self, new) -> None:
+        """Raise when the marker declares rows the reader has not delivered for a while: the
+        arrays cannot be read (the reader retries quietly, expecting a rewrite in progress)."""
+        self._rows_seen += new.steps.sizes.get("row", 0)
+        declared = sum(new.status.steps_written)
+        self._stuck_polls = self._stuck_polls + 1 if declared > self._rows_seen else 0
+        if self._stuck_polls > STUCK_POLLS:
+            raise OSError(
+                f"the marker declares {declared} rows but the arrays gave {self._rows_seen}: "
+                "an array is missing or unreadable"
+            )
+
+    def _finish(self, read_result: bool = True) -> None:
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+        record, job = self.current, self.job
+        self.running = False
+        self.control.run_settings = {}
+        if job is not None:
+            record.status = job.state
+        elif self.reader is not None:
+            record.status = self.reader.status().status
+        if job is not None and job.error is not None:
+            self.control.show_error(job.error.message, job.error.traceback)
+        tree = None
+        if read_result:
+            tree = job.result if job is not None else _open_tree(self.reader.path)
+            if job is None and (tree is None or "sampling_loss_micro" not in tree):
+                self.control.show_error(
+                    "cannot read the store: its sampling_loss_micro array is missing or "
+                    "unreadable, so there is no result to show."
+                )
+        if tree is not None and "sampling_loss_micro" in tree:
+            try:
+                summarize(record, tree, burnin=self._burnin_override)
+                self._update_health(tree, finished=True)
+            except (KeyError, ValueError) as exc:
+                self.control.show_error(f"could not compute the LLC: {exc}")
+        truth = self.true_lambda if job is not None else None
+        self.result_view.show(record, self.plots, truth)
+        self.library.note_llc(record.path, record.llc_mean, record.llc_std)
+        self.library.refresh()
+        if self._restart_pending:
+            self._restart_pending = False
+            self.start()
+
+    # --- session end: stop the job and the loop ----------------------------------------
+
+    def _register_session_end(self) -> None:
+        """In a server session, stop the job when the session ends. Outside one (notebook,
+        script) nothing is registered: Panel would keep the callback, and with it this
+        dashboard, its model and data, for the life of the process."""
+        doc = pn.state.curdoc
+        if doc is None or getattr(doc, "session_context", None) is None:
+            return
+        ref = weakref.ref(self)
+
+        def ended(_context) -> None:
+            dashboard = ref()
+            if dashboard is not None:
+                dashboard._on_session_destroyed()
+
+        doc.on_session_destroyed(ended)
+        self.library.start_refreshing()
+
+    def _on_session_destroyed(self) -> None:
+        self._restart_pending = False
+        if self.job is not None:
+            self.job.stop()
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+        self.library.stop_refreshing()
+
+
+def _open_tree(path: Path) -> xr.DataTree | None:
+    try:
+        return xr.open_datatree(str(path), engine="zarr").load()
+    except (OSError, ValueError, KeyError):
+        return None
