@@ -161,6 +161,7 @@ class Dashboard(PollLoop, StudiesWiring, pn.viewable.Viewer):
         form `sample()` accepts (e.g. {"input_ids": (N, T)}) counts its rows as it does.
         """
         self.model, self.dataset, self.loss_fn = model, dataset, loss_fn
+        self.lr_suggest.advice = None  # advice about another model would mislead step_bias
         self.observable_data = dict(observables)
         self.true_lambda = true_lambda
         self.observable_picker.options = list(self.observable_data)

@@ -113,8 +113,11 @@ class PollLoop:
 
     def _update_health(self, source, **kwargs) -> None:
         """Diagnostics may refuse too few rows (a run stopped at once): that is no store error."""
+        # The Suggest button's advice (same model and data) enables the step_bias flag.
+        suggest = getattr(self, "lr_suggest", None)
+        advice = suggest.advice if suggest is not None else None
         with contextlib.suppress(ValueError):  # the panel keeps saying "no draws yet"
-            self.health.update(source, **kwargs)
+            self.health.update(source, advice=advice, **kwargs)
 
     def _check_rows_arrive(self, new) -> None:
         """Raise when the marker declares rows the reader has not delivered for a while: the

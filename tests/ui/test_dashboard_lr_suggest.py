@@ -61,3 +61,23 @@ def test_suggest_with_an_invalid_n_beta_says_what_to_fix(dashboard):
     assert dashboard.lr_suggest.wait(30)
     assert "fix n_beta in the form first" in dashboard.lr_suggest.error
     assert dashboard.form.values["lr"] == pytest.approx(1e-3)
+
+
+def test_after_suggest_a_run_past_the_stable_lr_is_flagged_step_bias(dashboard):
+    dashboard.lr_suggest.suggest()
+    assert dashboard.lr_suggest.wait(60)
+    limit = dashboard.lr_suggest.advice.lr_stable_max
+    dashboard.form.set_values(
+        {"lr": 2 * limit, "num_chains": 2, "num_draws": 6, "num_burnin_steps": 1}
+    )
+    dashboard.start()
+    assert dashboard.wait(120)
+    codes = {f.code for f in dashboard.health.flags}
+    assert "step_bias" in codes, dashboard.health.flags
+
+
+def test_new_data_forgets_the_old_advice(dashboard, data):
+    dashboard.lr_suggest.suggest()
+    assert dashboard.lr_suggest.wait(60)
+    dashboard.set_data(TinyLM(), data, {"train": data})
+    assert dashboard.lr_suggest.advice is None
