@@ -140,8 +140,6 @@ class Dashboard(PollLoop, StudiesWiring, pn.viewable.Viewer):
         self.tabs: pn.Tabs | None = None
         self._register_session_end()
 
-    # --- construction ---------------------------------------------------------------------------
-
     @classmethod
     def from_demo(cls, name: str = "tiny_lm", step: int | None = None, **kwargs) -> Dashboard:
         return cls(demo=name, demo_step=step, **kwargs)
