@@ -108,14 +108,26 @@ def list_demos() -> dict[str, DemoInfo]:
 def load_demo(name: str, step: int | None = None) -> Demo:
     """Load demo ``name`` at checkpoint ``step`` (default: the last one).
 
+    ``name`` may be spelt with hyphens or underscores (``"tiny-lm"`` or ``"tiny_lm"``).
     Raises ``ValueError`` for an unknown name or step (the message lists what exists) and
     ``FileNotFoundError`` when the LM's assets are missing (the message says how to make them).
     """
-    if name == "tiny_lm":
+    key = demo_key(name)
+    if key == "tiny_lm":
         return _load_tiny_lm(step)
-    if name == "dln":
+    if key == "dln":
         return _load_dln(step)
-    raise ValueError(f"unknown demo {name!r}; available demos: {', '.join(_DEMOS)}")
+    raise ValueError(
+        f"unknown demo {name!r}; available demos: {', '.join(_DEMOS)} "
+        "(hyphens work too, e.g. 'tiny-lm')"
+    )
+
+
+def demo_key(name: str) -> str:
+    """The catalogue's name for `name`: case and hyphen/underscore spelling do not matter."""
+    if not isinstance(name, str):
+        raise TypeError(f"demo name must be a string (got {type(name).__name__}).")
+    return name.strip().lower().replace("-", "_")
 
 
 def _check_step(name: str, step: int, steps: list[int]) -> None:

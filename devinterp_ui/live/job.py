@@ -1,8 +1,11 @@
 """`SamplingJob`: one `sample()` run in a background thread, with stop, progress and result.
 
 Usable from a script, a notebook or a server: every public method is thread-safe and returns
-promptly, except `wait()` (blocks up to its timeout) and `start()` (blocks until `sample()` has
-checked its inputs and created the store, so bad arguments raise in the caller).
+promptly, except `wait()` (blocks up to its timeout) and `start()`, which by default blocks until
+`sample()` has checked its inputs and created the store, so bad arguments raise in the caller.
+`start(wait=False)` returns at once instead (what a UI callback needs: the model copy, probe
+forward pass, fingerprint hashing and store creation all run in the job's thread, and an error
+there shows up as `state == "failed"` with `error` set).
 """
 
 from __future__ import annotations
@@ -116,12 +119,14 @@ class SamplingJob:
 
     # --- control -----------------------------------------------------------------------------
 
-    def start(self) -> SamplingJob:
-        """Start the run in a background thread and return once the store exists.
+    def start(self, wait: bool = True) -> SamplingJob:
+        """Start the run in a background thread; with `wait`, return once the store exists.
 
         Raises RuntimeError when this job was already started (a job runs once: create a new
-        one), and re-raises any error `sample()` hits before creating the store (bad data, a
-        loss_fn of the wrong shape, StoreConflictError); the job is then "failed".
+        one). With `wait` (the default), re-raises any error `sample()` hits before creating the
+        store (bad data, a loss_fn of the wrong shape, StoreConflictError); the job is then
+        "failed". With `wait=False`, returns at once; such an error is then only in `error`
+        (and `failed_before_store` is True).
         """
         with self._lock:
             if self._state != IDLE:
@@ -137,6 +142,8 @@ class SamplingJob:
             )
             _running_jobs.add(self)
             self._thread.start()
+        if not wait:
+            return self
         while not (self._done.is_set() or self._store_created()):
             self._done.wait(0.01)
         if self._failed_before_store and self._error and self._error.exception is not None:
@@ -195,6 +202,17 @@ class SamplingJob:
         """
         with self._lock:
             return self._result
+
+    @property
+    def failed_before_store(self) -> bool:
+        """The job failed before its store existed (bad data, loss shape, a store conflict)."""
+        with self._lock:
+            return self._failed_before_store
+
+    @property
+    def store_created(self) -> bool:
+        """The store exists: its inputs passed every check (a StoreReader can follow it now)."""
+        return self._store_created()
 
     @property
     def error(self) -> JobError | None:

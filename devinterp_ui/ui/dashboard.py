@@ -1,36 +1,51 @@
-"""The dashboard: settings form, Start/Stop, live plots from the store, results and run history.
+"""The dashboard: small viewers composed, and the loop that feeds them from the store.
+
+    RunControl (form, Start/Stop) --settings--> SamplingJob (thread) --> sample() --> store
+    LivePlots <-- read_new() <-- StoreReader(store), polled every `poll_ms` on the UI's loop
+    Result, RunLibrary (every store under runs_dir), StoreWatcher (open a store), DemoPicker
 
 One `Dashboard` per browser session or notebook cell; it owns its job, reader and plots, so
-nothing mutable is shared between sessions. Data flows one way:
-
-    form --settings--> SamplingJob (thread) --> sample() --> store
-    plots <-- read_new() <-- StoreReader(store)   (polled every `poll_ms` on the UI's loop)
+nothing mutable is shared between sessions. Start returns at once: the job's thread checks the
+inputs, copies the model and creates the store; the poll loop picks the store up when it exists.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import functools
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import panel as pn
 import param
 import xarray as xr
-import zarr
 
 from devinterp_ui.analysis import compute_llc, default_nbeta
 from devinterp_ui.config import SETTINGS
+from devinterp_ui.data import as_source
 from devinterp_ui.live import SamplingJob, StoreReader
+from devinterp_ui.live.job_state import FINISHED_STATES
 from devinterp_ui.sample import batch_size_error
 from devinterp_ui.store.schema import safe_name
-from devinterp_ui.ui.form import SettingsForm, setting_of
+from devinterp_ui.ui.demo_picker import DemoPicker
+from devinterp_ui.ui.form import SettingsForm
+from devinterp_ui.ui.health_panel import HealthPanel
 from devinterp_ui.ui.plots import LivePlots
-from devinterp_ui.ui.results import RunRecord, overlay_figure, plots_html, summarize, summary_csv
+from devinterp_ui.ui.result import Result
+from devinterp_ui.ui.results import RunRecord, full_settings, summarize
+from devinterp_ui.ui.run_control import RunControl
+from devinterp_ui.ui.run_library import RunLibrary
+from devinterp_ui.ui.run_rows import status_line
+from devinterp_ui.ui.store_watcher import StoreWatcher
+from devinterp_ui.ui.study_launcher import StudyLauncher
 
-FINISHED = ("stopped", "completed", "failed")  # SamplingJob states after its thread ended
+# Polls in a row in which the marker declares rows the arrays do not deliver, before the
+# dashboard calls the store unreadable (the reader retries through a metadata rewrite, which
+# takes one poll, not ten).
+STUCK_POLLS = 10
 
 
 class Dashboard(pn.viewable.Viewer):
@@ -38,11 +53,12 @@ class Dashboard(pn.viewable.Viewer):
 
     Dashboard(model, dataset, observables, loss_fn=None, **settings) in a notebook, after
     `pn.extension()`; `Dashboard.from_demo()` for the shipped demos (with a picker).
-    From code: `start()`, `stop()`, `wait(timeout)`, `result` (the DataTree), `job`, `llc()`,
-    `settings` (a dict to paste into a headless `sample()` call).
+    From code: `start()` (returns at once), `stop()`, `wait(timeout)`, `result` (the DataTree),
+    `job`, `llc()`, `settings` (a dict to paste into a headless `sample()` call),
+    `open_store(path)`. store_roots: directories besides `runs_dir` whose stores "Watch a
+    store" may open (also `$DEVINTERP_UI_STORE_ROOTS`).
     """
 
-    status_text = param.String(default="Ready.")
     running = param.Boolean(default=False)
 
     def __init__(
@@ -58,6 +74,7 @@ class Dashboard(pn.viewable.Viewer):
         plot_budget: int = 600,
         demo: str | None = None,
         demo_step: int | None = None,
+        store_roots=(),
         **settings,
     ):
         super().__init__()
@@ -68,36 +85,66 @@ class Dashboard(pn.viewable.Viewer):
                 f"{', '.join(SETTINGS)}."
             )
         self.runs_dir = Path(runs_dir or os.environ.get("DEVINTERP_UI_RUNS_DIR", "runs"))
-        self.poll_ms = poll_ms
-        self.plot_budget = plot_budget
+        self.poll_ms, self.plot_budget = poll_ms, plot_budget
         self.job: SamplingJob | None = None
         self.reader: StoreReader | None = None
         self.plots: LivePlots | None = None
         self.runs: list[RunRecord] = []
         self.current: RunRecord | None = None
+        self.demo = None
         self._callback = None
-        self._demo_name = demo
+        self._restart_pending = False
+        self._dataset_rows: int | None = None
+        self._data_error: str | None = None
 
         self.form = SettingsForm(check=self._check_with_data)
         self.observable_picker = pn.widgets.MultiChoice(
             label="observables", options=[], sizing_mode="stretch_width"
         )
-        self.form._extra_basic = [self.observable_picker]
-        self.form.widgets["batch_size"].param.watch(self._update_hint, "value")
-        self.form.widgets["gradient_accumulation_steps"].param.watch(self._update_hint, "value")
+        self.control = RunControl(
+            self.form,
+            self.observable_picker,
+            on_start=self.start,
+            on_stop=self.stop,
+            on_restart=self.restart,
+        )
+        self.param.watch(lambda e: setattr(self.control, "running", e.new), "running")
+        for name in ("batch_size", "gradient_accumulation_steps"):
+            self.form.widgets[name].param.watch(self._update_hint, "value")
+        self.result_view = Result()
+        self.library = RunLibrary(self.runs_dir)
+        self.watcher = StoreWatcher(self.runs_dir, on_open=self._watch, store_roots=store_roots)
+        self.plot_area = pn.Column(
+            pn.pane.Markdown("Press **Start** to sample; traces appear here as the chains run."),
+            sizing_mode="stretch_width",
+        )
+        self.health = HealthPanel()
 
         # The dashboard plots the SGLD terms, so it records them unless told not to.
         settings = {"save_metrics": True, **settings}
         if model is None:
-            self._load_demo(demo or "tiny_lm", demo_step)
-            self.form.set_values(settings)
+            from devinterp_ui.demo import load_demo
+
+            self._use_demo(load_demo(demo or "tiny_lm", demo_step), True)
+            self.demo_picker = DemoPicker(self.demo, on_load=self._use_demo)
+            self.param.watch(lambda e: setattr(self.demo_picker, "locked", e.new), "running")
         else:
+            self.demo_picker = None
             self.set_data(
                 model, dataset, observables or {}, loss_fn=loss_fn, true_lambda=true_lambda
             )
-            self.form.set_values(settings)
-        self._build_widgets()
-        pn.state.on_session_destroyed(self._on_session_destroyed)
+        self.form.set_values(settings)
+        self.studies = StudyLauncher(
+            model=self.model,
+            dataset=self.dataset,
+            observables=self.observable_data,
+            settings=self._study_settings(),
+            checkpoints=self._demo_checkpoints(),
+            runs_dir=str(self.runs_dir / "studies"),
+        )
+        for widget in self.form.widgets.values():
+            widget.param.watch(self._sync_studies, "value")
+        self._register_session_end()
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -114,26 +161,27 @@ class Dashboard(pn.viewable.Viewer):
         loss_fn=None,
         true_lambda: float | None = None,
     ) -> None:
-        """Point the dashboard at a model and its data (the next Start samples these)."""
+        """Point the dashboard at a model and its data (the next Start samples these).
+
+        The row count comes from `as_source`, the sampler's own reading of the data, so every
+        form `sample()` accepts (e.g. {"input_ids": (N, T)}) counts its rows as it does.
+        """
         self.model, self.dataset, self.loss_fn = model, dataset, loss_fn
         self.observable_data = dict(observables)
         self.true_lambda = true_lambda
         self.observable_picker.options = list(self.observable_data)
         self.observable_picker.value = list(self.observable_data)
-        self._dataset_rows = _rows(dataset)
+        try:
+            self._dataset_rows, self._data_error = len(as_source(dataset, "dataset")), None
+        except (TypeError, ValueError) as exc:
+            self._dataset_rows, self._data_error = None, str(exc)
         self._update_hint()
         self.form.revalidate()
+        self._sync_studies()
 
-    def _load_demo(self, name: str, step: int | None) -> None:
-        from devinterp_ui.demo import load_demo
-
-        demo = load_demo(name, step)
+    def _use_demo(self, demo, new_demo: bool) -> None:
         self.demo = demo
-        settings = {k: v for k, v in demo.sampler_settings.items() if k in SETTINGS}
-        # Every observable costs forward passes at each draw; one batch each keeps the demo
-        # responsive (raise batches_per_draw under "Advanced" for smoother observable traces).
-        settings.setdefault("batches_per_draw", 1)
-        observables = {k: v for k, v in demo.datasets.items()}
+        observables = dict(demo.datasets)
         self.set_data(
             demo.model,
             demo.datasets["train"],
@@ -141,102 +189,54 @@ class Dashboard(pn.viewable.Viewer):
             loss_fn=demo.loss_fn,
             true_lambda=demo.true_lambda,
         )
-        self.form.set_values(settings)
+        if new_demo:
+            settings = {k: v for k, v in demo.sampler_settings.items() if k in SETTINGS}
+            # Every observable costs forward passes at each draw; one batch each keeps the demo
+            # responsive (raise batches_per_draw under "Advanced" for smoother observable traces).
+            settings.setdefault("batches_per_draw", 1)
+            self.form.set_values(settings)
 
-    def _build_widgets(self) -> None:
-        self.start_button = pn.widgets.Button(label="▶ Start", color="primary", width=110)
-        self.stop_button = pn.widgets.Button(
-            label="■ Stop", color="danger", width=110, disabled=True
-        )
-        self.start_button.on_click(lambda _e: self.start())
-        self.stop_button.on_click(lambda _e: self.stop())
-        self.form.param.watch(self._sync_buttons, "valid")
-        self.param.watch(self._sync_buttons, "running")
-        self.progress_bar = pn.indicators.Progress(
-            value=0, max=1000, sizing_mode="stretch_width", bar_color="primary", height=14
-        )
-        self.status_pane = pn.pane.Markdown(self.param.status_text, margin=(0, 10))
-        self.error_pane = pn.pane.Alert(
-            "", alert_type="danger", visible=False, sizing_mode="stretch_width"
-        )
-        self.plot_area = pn.Column(
-            pn.pane.Markdown("Press **Start** to sample; traces appear here as the chains run."),
-            sizing_mode="stretch_width",
-        )
-        self.result_pane = pn.Column(sizing_mode="stretch_width")
-        self.runs_table = pn.pane.DataFrame(
-            None, index=False, sizing_mode="stretch_width", max_height=240
-        )
-        self.overlay_a = pn.widgets.Select(label="run A", options=[], width=120)
-        self.overlay_b = pn.widgets.Select(label="run B", options=[], width=120)
-        self.overlay_button = pn.widgets.Button(label="Overlay", width=100)
-        self.overlay_button.on_click(lambda _e: self.overlay())
-        self.overlay_area = pn.Column(sizing_mode="stretch_width")
-        self.open_path = pn.widgets.TextInput(
-            label="store path", placeholder="runs/xyz.zarr", sizing_mode="stretch_width"
-        )
-        self.open_button = pn.widgets.Button(label="Open store", width=110)
-        self.open_button.on_click(lambda _e: self.open_store(self.open_path.value))
-        self.demo_picker = (
-            self._demo_picker() if self._demo_name or getattr(self, "demo", None) else None
-        )
-        self._sync_buttons()
+    def _study_settings(self) -> dict[str, Any]:
+        settings = dict(self.form.values)
+        if self.loss_fn is not None:
+            settings["loss_fn"] = self.loss_fn
+        return settings
 
-    def _demo_picker(self) -> pn.Column:
-        from devinterp_ui.demo import list_demos
+    def _demo_checkpoints(self) -> dict[int, Any] | None:
+        demo = self.demo
+        if demo is None or len(demo.steps) < 2:
+            return None
+        return {step: functools.partial(demo.model_at, step) for step in demo.steps}
 
-        demos = list_demos()
-        self.demo_select = pn.widgets.Select(
-            label="demo", options=list(demos), value=self.demo.name, sizing_mode="stretch_width"
-        )
-        self.step_select = pn.widgets.Select(
-            label="checkpoint (training step)",
-            options=list(self.demo.steps),
-            value=self.demo.step,
-            sizing_mode="stretch_width",
-        )
-        self.demo_select.param.watch(self._on_demo_change, "value")
-        self.step_select.param.watch(self._on_step_change, "value")
-        self.demo_info = pn.pane.Markdown(f"<small>{self.demo.description}</small>", margin=(0, 10))
-        return pn.Column(
-            self.demo_select, self.step_select, self.demo_info, sizing_mode="stretch_width"
-        )
-
-    def _on_demo_change(self, event) -> None:
-        if self.running:
+    def _sync_studies(self, *_events) -> None:
+        """The Studies tab samples what the form says (and the current model and data)."""
+        if not hasattr(self, "studies"):
             return
-        self._load_demo(event.new, None)
-        self.step_select.options = list(self.demo.steps)
-        self.step_select.value = self.demo.step
-        self.demo_info.object = f"<small>{self.demo.description}</small>"
-
-    def _on_step_change(self, event) -> None:
-        if self.running or event.new is None or event.new == self.demo.step:
-            return
-        model = self.demo.model_at(event.new)
-        self.demo.model, self.demo.step = model, event.new
-        self.model = model
+        self.studies.param.update(
+            model=self.model,
+            dataset=self.dataset,
+            observables=self.observable_data,
+            settings=self._study_settings(),
+        )
 
     # --- settings and checks ----------------------------------------------------------------------
 
     @property
     def settings(self) -> dict[str, Any]:
-        """The form's settings: paste into `sample(model, dataset, observables, **settings)`."""
-        out = {}
-        for name, value in self.form.values.items():
-            if value != SETTINGS[name]["default"]:
-                out[name] = value
-        return out
+        """The form's settings that differ from the defaults: paste into
+        `sample(model, dataset, observables, **settings)`."""
+        return {n: v for n, v in self.form.values.items() if v != SETTINGS[n]["default"]}
 
     def _check_with_data(self, values: dict[str, Any]) -> dict[str, str]:
         """Data-dependent checks with the messages sample() raises (see devinterp_ui.sample)."""
-        rows = getattr(self, "_dataset_rows", None)
+        if self._data_error:
+            return {"form": self._data_error}
+        rows = self._dataset_rows
         message = batch_size_error(values["batch_size"], rows) if rows is not None else None
         return {"batch_size": message} if message else {}
 
     def _update_hint(self, *_events) -> None:
-        rows = getattr(self, "_dataset_rows", None)
-        values = self.form.values
+        rows, values = self._dataset_rows, self.form.values
         batch = values["batch_size"] * values["gradient_accumulation_steps"]
         parts = []
         if batch and batch > 1:
@@ -251,29 +251,22 @@ class Dashboard(pn.viewable.Viewer):
             )
         self.form.n_beta_hint.object = "<br>".join(parts)
 
-    def _sync_buttons(self, *_events) -> None:
-        if not hasattr(self, "start_button"):
-            return
-        self.start_button.disabled = self.running or not self.form.valid
-        self.stop_button.disabled = not self.running
-
     # --- running ------------------------------------------------------------------------------------
 
     def start(self) -> SamplingJob:
-        """Start a run with the form's settings; returns the job. Raises while one is running or
-        while the form shows errors (the message says which)."""
+        """Start a run with the form's settings and return its job at once (the job's thread
+        checks the data and creates the store; an error there shows on the page and in
+        `job.error`). Raises while a run is going or while the form shows errors."""
         if self.running:
             raise RuntimeError("a run is already going on in this dashboard; stop it first.")
         if not self.form.valid:
             raise ValueError("the settings have errors: " + "; ".join(self.form.errors.values()))
         settings = self.form.values
         observables = {name: self.observable_data[name] for name in self.observable_picker.value}
-        run_id = len(self.runs) + 1
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        path = (
-            self.runs_dir
-            / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(self) % 10000:04d}-run{run_id}.zarr"
-        )
+        run_id = len(self.runs) + 1
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(self) % 10000:04d}"
+        path = self.runs_dir / f"{stamp}-run{run_id}.zarr"
         try:
             job = SamplingJob(
                 self.model,
@@ -283,36 +276,61 @@ class Dashboard(pn.viewable.Viewer):
                 output_path=path,
                 **settings,
             )
-            # The plots go up before the thread starts, so a page that cannot show them leaves
-            # no orphan run behind.
-            self._show_plots(
-                settings["num_chains"],
-                [safe_name(o) for o in observables],
-                settings["num_burnin_steps"],
-                self.true_lambda,
-            )
-            job.start()
         except (TypeError, ValueError, RuntimeError) as exc:
-            self._show_error(str(exc))
+            self.control.show_error(str(exc))
             raise
-        self.job = job
-        self.current = RunRecord(run_id, str(path), self.settings, label=self._label())
+        self._show_plots(
+            settings["num_chains"],
+            [safe_name(o) for o in observables],
+            settings["num_burnin_steps"],
+            self.true_lambda,
+            prior=bool(settings["localization"] or settings["llc_weight_decay"]),
+        )
+        job.start(wait=False)
+        self.job, self.reader = job, None
+        self.current = RunRecord(run_id, str(path), full_settings(settings), label=self._label())
         self.runs.append(self.current)
-        self._follow(StoreReader(path))
+        self.control.run_settings = dict(settings)
+        self.control.show_status("starting", 0, 0, str(path), "checking inputs, initial loss")
         self.running = True
+        self._ensure_polling()
         return job
 
     def stop(self) -> None:
         """End the run at the next step boundary (rows written so far stay)."""
         if self.job is not None:
             self.job.stop()
-            self.status_text = "Stopping at the next step…"
+            self.control.status_html = "Stopping at the next step…"
+        elif self.running:
+            self._finish()  # a watched store: stop following it
+
+    def restart(self) -> None:
+        """Stop the current run and start one with the form's settings once it has ended (the
+        stopped run stays in the run library); without a run, just start."""
+        if not self.running:
+            self.start()
+            return
+        if not self.form.valid:
+            raise ValueError("the settings have errors: " + "; ".join(self.form.errors.values()))
+        self._restart_pending = True
+        self.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run has finished (True) or `timeout` passed; then update the page."""
+        """Block until the run has finished (True) or `timeout` passed; then update the page.
+
+        This blocks the calling thread: in a notebook, the live plots update only afterwards.
+        """
         done = self.job.wait(timeout) if self.job is not None else True
-        self.poll()
+        for _ in range(3):  # reader creation, last rows, finish
+            self.poll()
+            if not self.running:
+                break
         return done
+
+    @property
+    def status_text(self) -> str:
+        """The status line as shown (HTML)."""
+        return self.control.status_html
 
     @property
     def result(self) -> xr.DataTree | None:
@@ -326,216 +344,184 @@ class Dashboard(pn.viewable.Viewer):
         return compute_llc(self.result, include_burnin=include_burnin)
 
     def _label(self) -> str:
-        demo = getattr(self, "demo", None)
+        demo = self.demo
         return f"{demo.name}@{demo.step}" if demo is not None else type(self.model).__name__
 
     # --- watching a store ---------------------------------------------------------------------------
 
     def open_store(self, path: str) -> None:
-        """Watch a store written elsewhere (another process, a notebook, a finished run)."""
+        """Watch a store written elsewhere (another process, a notebook, a finished run); the
+        path must lie under the runs directory or a configured store root."""
+        self.watcher.open(str(path))
+
+    def _watch(self, reader: StoreReader) -> None:
+        """Plot a checked store (from StoreWatcher): its own chains, burn-in and observables."""
         if self.running:
-            self._show_error("stop the current run before opening another store.")
-            return
-        try:
-            reader = StoreReader(path)
-        except FileNotFoundError as exc:
-            self._show_error(str(exc))
-            return
+            raise RuntimeError("stop the current run before opening another store.")
+        config = reader.config
         self.job = None
-        settings = dict(reader.config)
-        self.current = RunRecord(len(self.runs) + 1, str(path), settings, label="opened")
+        self.current = RunRecord(
+            len(self.runs) + 1, str(reader.path), full_settings(config), label="opened"
+        )
         self.runs.append(self.current)
-        self._watch(reader)
+        num_chains = int(config.get("num_chains") or reader.status().num_chains)
+        prior = bool(config.get("localization") or config.get("llc_weight_decay"))
+        self._show_plots(
+            num_chains, reader.observables, int(config.get("num_burnin_steps", 0)), None, prior
+        )
+        self.reader = reader
+        self.control.run_settings = {}
         self.running = True
         # The first poll comes from the periodic callback, once the new plots reached the page:
         # rows streamed into sources the browser has not received yet would be lost.
+        self._ensure_polling()
 
-    def _watch(self, reader: StoreReader) -> None:
-        """Plot a store written elsewhere: its own chains, burn-in and observables."""
-        config = reader.config
-        # The marker may not exist yet (init losses come first); the config is there at creation.
-        num_chains = int(config.get("num_chains") or reader.status().num_chains)
-        self._show_plots(
-            num_chains, reader.observables, int(config.get("num_burnin_steps", 0)), None
-        )
-        self._follow(reader)
+    # --- the poll loop ------------------------------------------------------------------------------
 
-    def _show_plots(
-        self, num_chains: int, observables: list[str], burnin: int, true_lambda: float | None
-    ) -> None:
-        self.error_pane.visible = False
+    def _show_plots(self, num_chains, observables, burnin, true_lambda, prior=True) -> None:
+        self.control.clear_error()
         self.plots = LivePlots(
             num_chains=num_chains,
             observables=observables,
             burnin=burnin,
             true_lambda=true_lambda,
+            prior=prior,
             save_metrics=True,
             budget=self.plot_budget,
         )
         self._init_loss_known = False
-        self.plot_area.objects = [self._plot_layout(self.plots)]
-        self.result_pane.objects = []
+        self._rows_seen = self._stuck_polls = 0
+        self.plot_area.objects = [self.plots]
+        self.result_view.clear()
+        self.health.reset()
 
-    def _follow(self, reader: StoreReader) -> None:
-        self.reader = reader
+    def _ensure_polling(self) -> None:
         if self._callback is None:
             self._callback = pn.state.add_periodic_callback(self.poll, period=self.poll_ms)
 
-    def _plot_layout(self, plots: LivePlots) -> pn.Column:
-        def bokeh(fig):
-            return pn.pane.Bokeh(fig, sizing_mode="stretch_width")
-
-        def grid(lines, ncols):
-            figs = [bokeh(line.fig) for line in lines.values()]
-            return pn.GridBox(*figs, ncols=ncols, sizing_mode="stretch_width")
-
-        parts = [pn.Row(bokeh(plots.loss.fig), bokeh(plots.llc.fig), sizing_mode="stretch_width")]
-        if plots.norms:
-            parts.append(pn.pane.Markdown("#### SGLD update terms (per chain)"))
-            parts += [grid(plots.norms, 4), grid(plots.cosines, 3)]
-        if plots.observables:
-            parts += [pn.pane.Markdown("#### Observables"), grid(plots.observables, 3)]
-        return pn.Column(*parts, sizing_mode="stretch_width")
-
     def poll(self) -> None:
-        """Read new rows into the plots and refresh status; finish up once the run has ended."""
-        if self.reader is None or self.plots is None:
+        """Read new rows into the plots and refresh status; finish up once the run has ended.
+
+        A store that cannot be read (a foreign group, an array gone bad) ends the watch with one
+        message instead of a traceback at every poll.
+        """
+        if not self.running or self.plots is None:
             return
+        try:
+            self._poll()
+        except Exception as exc:  # anything a broken store raises: say it once, stay usable
+            self.control.show_error(f"cannot read the store: {type(exc).__name__}: {exc}")
+            if self.job is not None:
+                self.job.stop()
+            self._finish(read_result=False)
+
+    def _poll(self) -> None:
+        job = self.job
+        if self.reader is None:
+            if job is not None and job.store_created:
+                self.reader = StoreReader(job.output_path)
+            elif job is not None and job.state in FINISHED_STATES:
+                self._finish()
+                return
+            else:
+                return
         new = self.reader.read_new()
-        if not self._init_loss_known:
-            self._init_loss_known = self._set_init_loss(new.status)
+        self._check_rows_arrive(new)
+        if not self._init_loss_known and self.reader.init_loss is not None:
+            self.plots.set_init_loss(self.reader.init_loss)
+            self._init_loss_known = True
         self.plots.update(new)
-        self._refresh_status(new.status)
-        if self._run_finished(new.status):
+        if self._init_loss_known:  # step rows have arrived: something to diagnose
+            self._update_health(self.reader.accumulated(), chain_status=new.status.chain_status)
+        state, done, total, extra, errors = status_line(new.status, job)
+        self.control.show_status(state, done, total, str(self.reader.path), extra, errors)
+        finished = (
+            job.state in FINISHED_STATES and (new.status.finished or job.error is not None)
+            if job is not None
+            else new.status.finished
+        )
+        if finished:
             self._finish()
 
-    def _set_init_loss(self, status) -> bool:
-        # init_loss lands right after the store is created, before any step row.
-        if not any(status.steps_written):
-            return False
-        values = zarr.open_array(str(Path(self.reader.path) / "init_loss"), mode="r")[...]
-        finite = values[np.isfinite(values)]
-        if finite.size == 0:
-            return False
-        self.plots.set_init_loss(float(finite.mean()))
-        return True
+    def _update_health(self, source, **kwargs) -> None:
+        """Diagnostics may refuse too few rows (a run stopped at once): that is no store error."""
+        with contextlib.suppress(ValueError):  # the panel keeps saying "no draws yet"
+            self.health.update(source, **kwargs)
 
-    def _run_finished(self, status) -> bool:
-        if self.job is not None:
-            # The job's thread ends after its last flush; an error may have kept the marker from
-            # saying so.
-            return self.job.state in FINISHED and (status.finished or self.job.error is not None)
-        return status.finished
+    def _check_rows_arrive(self, new) -> None:
+        """Raise when the marker declares rows the reader has not delivered for a while: the
+        arrays cannot be read (the reader retries quietly, expecting a rewrite in progress)."""
+        self._rows_seen += new.steps.sizes.get("row", 0)
+        declared = sum(new.status.steps_written)
+        self._stuck_polls = self._stuck_polls + 1 if declared > self._rows_seen else 0
+        if self._stuck_polls > STUCK_POLLS:
+            raise OSError(
+                f"the marker declares {declared} rows but the arrays gave {self._rows_seen}: "
+                "an array is missing or unreadable"
+            )
 
-    def _refresh_status(self, status) -> None:
-        total = status.total_steps * max(status.num_chains, 1)
-        done = sum(status.steps_written)
-        self.progress_bar.value = int(1000 * done / total) if total else 0
-        text = f"**{status.status}** · {done}/{total} chain steps"
-        if self.job is not None:
-            progress = self.job.progress
-            text = f"**{progress.state}** · {sum(progress.steps_done)}/{total} chain steps"
-            if progress.steps_per_second:
-                text += f" · {progress.steps_per_second:.1f} steps/s"
-            if progress.eta_seconds is not None and progress.state == "running":
-                text += f" · ETA {_duration(progress.eta_seconds)}"
-        text += f" · store `{self.reader.path}`"
-        failed = [f"chain {i}: {err}" for i, err in enumerate(status.chain_errors) if err]
-        if failed:
-            text += " · " + "; ".join(failed)
-        self.status_text = text
-
-    def _finish(self) -> None:
+    def _finish(self, read_result: bool = True) -> None:
         if self._callback is not None:
             self._callback.stop()
             self._callback = None
-        record = self.current
+        record, job = self.current, self.job
         self.running = False
-        state = self.job.state if self.job is not None else self.reader.status().status
-        record.status = state
-        if self.job is not None and self.job.error is not None:
-            self._show_error(
-                f"{self.job.error.message}\n\n```\n{self.job.error.traceback or ''}\n```"
-            )
-        tree = self.job.result if self.job is not None else _open_tree(self.reader.path)
+        self.control.run_settings = {}
+        if job is not None:
+            record.status = job.state
+        elif self.reader is not None:
+            record.status = self.reader.status().status
+        if job is not None and job.error is not None:
+            self.control.show_error(job.error.message, job.error.traceback)
+        tree = None
+        if read_result:
+            tree = job.result if job is not None else _open_tree(self.reader.path)
+            if job is None and (tree is None or "sampling_loss_micro" not in tree):
+                self.control.show_error(
+                    "cannot read the store: its sampling_loss_micro array is missing or "
+                    "unreadable, so there is no result to show."
+                )
         if tree is not None and "sampling_loss_micro" in tree:
             try:
                 summarize(record, tree)
+                self._update_health(tree, finished=True)
             except (KeyError, ValueError) as exc:
-                self._show_error(f"could not compute the LLC: {exc}")
-        self._show_result(record)
-        self._refresh_runs()
-
-    # --- results ------------------------------------------------------------------------------------
-
-    def _show_result(self, record: RunRecord) -> None:
-        if record.per_chain is None:
-            self.result_pane.objects = [
-                pn.pane.Markdown(f"Run {record.run_id} {record.status}; store: `{record.path}`")
-            ]
-            return
-        csv = pn.widgets.FileDownload(
-            callback=lambda: summary_csv(record),
-            filename=f"run{record.run_id}_llc.csv",
-            label="Download summary (CSV)",
-            color="default",
-            width=220,
-        )
-        plots = self.plots
-        html = pn.widgets.FileDownload(
-            callback=lambda: plots_html(plots, f"run {record.run_id}"),
-            filename=f"run{record.run_id}_plots.html",
-            label="Download plots (HTML)",
-            color="default",
-            width=220,
-        )
-        truth = (
-            f" · true λ = {self.true_lambda:g}"
-            if self.true_lambda is not None and self.job is not None
-            else ""
-        )
-        head = pn.pane.Markdown(
-            f"### LLC = {record.llc_mean:.4g} ± {record.llc_std:.2g}{truth}\n"
-            f"Run {record.run_id} **{record.status}** · store `{record.path}`",
-            sizing_mode="stretch_width",
-        )
-        table = pn.pane.DataFrame(record.per_chain, index=False, sizing_mode="stretch_width")
-        self.result_pane.objects = [head, table, pn.Row(csv, html)]
-
-    def _refresh_runs(self) -> None:
-        import pandas as pd
-
-        self.runs_table.object = pd.DataFrame([r.row() for r in self.runs])
-        finished = [str(r.run_id) for r in self.runs if r.tree is not None]
-        self.overlay_a.options = finished
-        self.overlay_b.options = finished
-        if len(finished) >= 2:
-            self.overlay_a.value, self.overlay_b.value = finished[-2], finished[-1]
-
-    def overlay(self, a: int | None = None, b: int | None = None) -> None:
-        """Overlay the traces of two finished runs of this session."""
-        a = int(a if a is not None else self.overlay_a.value)
-        b = int(b if b is not None else self.overlay_b.value)
-        records = {r.run_id: r for r in self.runs if r.tree is not None}
-        if a not in records or b not in records:
-            self._show_error("pick two finished runs to overlay.")
-            return
-        self.overlay_area.objects = [
-            pn.pane.Bokeh(overlay_figure(records[a], records[b]), sizing_mode="stretch_width")
-        ]
-
-    def _show_error(self, message: str) -> None:
-        field = setting_of(message)
-        self.error_pane.object = (f"**{field}**: " if field else "") + message
-        self.error_pane.visible = True
+                self.control.show_error(f"could not compute the LLC: {exc}")
+        truth = self.true_lambda if job is not None else None
+        self.result_view.show(record, self.plots, truth)
+        self.library.note_llc(record.path, record.llc_mean, record.llc_std)
+        self.library.refresh()
+        if self._restart_pending:
+            self._restart_pending = False
+            self.start()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def _on_session_destroyed(self, _context) -> None:
+    def _register_session_end(self) -> None:
+        """In a server session, stop the job when the session ends. Outside one (notebook,
+        script) nothing is registered: Panel would keep the callback, and with it this
+        dashboard, its model and data, for the life of the process."""
+        doc = pn.state.curdoc
+        if doc is None or getattr(doc, "session_context", None) is None:
+            return
+        ref = weakref.ref(self)
+
+        def ended(_context) -> None:
+            dashboard = ref()
+            if dashboard is not None:
+                dashboard._on_session_destroyed()
+
+        doc.on_session_destroyed(ended)
+        self.library.start_refreshing()
+
+    def _on_session_destroyed(self) -> None:
+        self._restart_pending = False
         if self.job is not None:
             self.job.stop()
         if self._callback is not None:
             self._callback.stop()
+            self._callback = None
+        self.library.stop_refreshing()
 
     # --- layout ---------------------------------------------------------------------------------
 
@@ -546,41 +532,28 @@ class Dashboard(pn.viewable.Viewer):
             parts += [pn.pane.Markdown("#### Model"), self.demo_picker]
         parts += [
             pn.pane.Markdown("#### Sampler"),
-            self.form,
-            pn.Row(self.start_button, self.stop_button),
-            self.progress_bar,
-            self.status_pane,
-            self.error_pane,
+            self.control,
             pn.pane.Markdown("#### Watch a store"),
-            self.open_path,
-            self.open_button,
+            self.watcher,
         ]
         return pn.Column(*parts, sizing_mode="stretch_width")
 
     @property
     def main(self) -> pn.Column:
-        return pn.Column(
+        live = pn.Column(
             self.plot_area,
             pn.pane.Markdown("## Result"),
-            self.result_pane,
-            pn.pane.Markdown("## Runs this session"),
-            self.runs_table,
-            pn.Row(self.overlay_a, self.overlay_b, self.overlay_button),
-            self.overlay_area,
+            pn.Row(self.result_view, self.health, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
+        library = pn.Column(
+            pn.pane.Markdown("## Run library"), self.library, sizing_mode="stretch_width"
+        )
+        run = pn.Column(live, library, sizing_mode="stretch_width")
+        return pn.Tabs(("Run", run), ("Studies", self.studies), sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Row(pn.Column(self.controls, width=420), self.main, sizing_mode="stretch_width")
-
-
-def _rows(dataset: Any) -> int | None:
-    try:
-        if isinstance(dataset, (tuple, list)):
-            return len(dataset[0])
-        return len(dataset)
-    except TypeError:
-        return None
 
 
 def _open_tree(path: Path) -> xr.DataTree | None:
@@ -588,10 +561,3 @@ def _open_tree(path: Path) -> xr.DataTree | None:
         return xr.open_datatree(str(path), engine="zarr").load()
     except (OSError, ValueError, KeyError):
         return None
-
-
-def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

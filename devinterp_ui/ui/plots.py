@@ -1,8 +1,8 @@
-"""Live per-chain plots fed by `StoreReader.read_new()`.
+"""`LivePlots`: every live figure of one run, fed by `StoreReader.read_new()`, as a Viewer.
 
-Bokeh figures with one `ColumnDataSource` per chain and series; new points are streamed, and
-each series keeps a fixed budget of points (`BucketSeries`), so an update costs the same at step
-100 and at step 100k. Chain c has the same colour in every figure.
+One instance per run (the Dashboard makes a new one at each Start or opened store). `update(new)`
+adds the rows of a `NewRows` and streams them; `__panel__` lays the figures out with the notes
+that say why a plot is empty or why its axis looks flat.
 """
 
 from __future__ import annotations
@@ -10,193 +10,135 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from bokeh.models import BoxAnnotation, ColumnDataSource, Legend, LegendItem, Span
-from bokeh.palettes import Category10_10
-from bokeh.plotting import figure
+import panel as pn
+import param
+from bokeh.models import BoxAnnotation, Span
 
-from devinterp_ui.ui.decimate import BucketSeries
+from devinterp_ui.ui.figures import ChainLines, cosine, make_figure
 
+__all__ = ["COSINES", "NORMS", "LivePlots", "cosine"]
+
+# Short titles fit a 260 px figure; the formulas go into the caption above the grid.
 NORMS = {
-    "scaled_grad": "gradient term |(lr/2) n_beta G g|",
-    "noise": "noise term |sqrt(lr G) xi|",
-    "localization": "localization term |(lr/2) G gamma (w - w0)|",
-    "distance": "distance |w - w0|",
+    "scaled_grad": "gradient term",
+    "noise": "noise term",
+    "localization": "localization term",
+    "distance": "distance from w₀",
 }
 COSINES = {
     "cos_grad_noise": ("dot_grad_noise", "scaled_grad", "noise", "cos(gradient, noise)"),
     "cos_grad_prior": ("dot_grad_prior", "scaled_grad", "prior", "cos(gradient, prior)"),
     "cos_prior_noise": ("dot_prior_noise", "prior", "noise", "cos(prior, noise)"),
 }
+# Figures that stay empty without a prior (localization = weight decay = 0).
+PRIOR_FIGURES = ("norm:localization", "cos:cos_grad_prior", "cos:cos_prior_noise")
+TERMS_CAPTION = (
+    "Norms of the update's terms: gradient |(lr/2) n_beta G ∇L|, noise |√(lr G) ξ|, "
+    "localization |(lr/2) G γ (w − w₀)| (G: preconditioner, 1 for SGLD); cosines between "
+    "gradient, prior (localization + weight decay) and noise."
+)
+# A trace whose largest |value| exceeds its median |value| this many times flattens the other
+# lines on a linear axis: say so, and point at the log-y option.
+DIVERGING_RATIO = 1e3
+NOTE_STYLE = {"font-size": "12px", "color": "#5f4b00"}
 
 
-def chain_color(chain: int) -> str:
-    return Category10_10[chain % 10]
+class LivePlots(pn.viewable.Viewer):
+    """The live figures of one run: loss and running LLC per chain, SGLD terms, observables.
 
-
-def _figure(
-    title: str,
-    x_label: str,
-    y_label: str,
-    *,
-    log_y: bool = False,
-    height: int = 260,
-    width: int = 520,
-):
-    fig = figure(
-        title=title,
-        height=height,
-        width=width,
-        y_axis_type="log" if log_y else "linear",
-        tools="pan,wheel_zoom,box_zoom,reset,save",
-        toolbar_location="above",
-        output_backend="canvas",
-        sizing_mode="stretch_width",
-    )
-    fig.xaxis.axis_label = x_label
-    fig.yaxis.axis_label = y_label
-    fig.title.text_font_size = "13px"
-    return fig
-
-
-class ChainLines:
-    """One figure with a line per chain, each a decimated, streamed series."""
-
-    def __init__(self, key: str, fig, num_chains: int, budget: int, legend: bool = False):
-        self.key = key
-        self.fig = fig
-        self.series = [BucketSeries(budget) for _ in range(num_chains)]
-        # Named "<key>:chain<c>" so browser tests can find each chain's line.
-        self.sources = [
-            ColumnDataSource(data={"x": [], "y": []}, name=f"{key}:chain{c}")
-            for c in range(num_chains)
-        ]
-        renderers = [
-            fig.line("x", "y", source=src, color=chain_color(c), line_width=1.6, alpha=0.9)
-            for c, src in enumerate(self.sources)
-        ]
-        if legend:
-            items = [LegendItem(label=f"chain {c}", renderers=[r]) for c, r in enumerate(renderers)]
-            fig.add_layout(
-                Legend(
-                    items=items,
-                    location="top_left",
-                    orientation="horizontal",
-                    label_text_font_size="11px",
-                    spacing=4,
-                    padding=2,
-                ),
-                "above",
-            )
-
-    def extend(self, chain: int, x: np.ndarray, y: np.ndarray) -> None:
-        keep = np.isfinite(y)
-        if keep.any():
-            self.series[chain].extend(x[keep], y[keep])
-
-    def push(self) -> None:
-        """Send what changed since the last push to the browser."""
-        for series, source in zip(self.series, self.sources, strict=True):
-            reset, x, y = series.take_new()
-            if reset:
-                source.data = {"x": x, "y": y}
-            elif len(x):
-                source.stream({"x": x, "y": y})
-
-    def points(self) -> int:
-        return sum(len(s.data["x"]) for s in self.sources)
-
-
-class LivePlots:
-    """Every live figure of one run.
-
-    init_loss: mean loss at the checkpoint (drawn as a line); burnin: steps shaded as burn-in;
-    true_lambda: drawn on the LLC plot when known (known-lambda demos).
+    init_loss: mean loss at the checkpoint (dashed line); burnin: steps shaded as burn-in;
+    true_lambda: dotted on the LLC plot when known; prior: the run has localization or weight
+    decay (else the prior plots are replaced by a note saying why they would be empty).
     """
 
-    def __init__(
-        self,
-        num_chains: int,
-        observables: list[str],
-        *,
-        burnin: int = 0,
-        init_loss: float | None = None,
-        true_lambda: float | None = None,
-        save_metrics: bool = True,
-        budget: int = 600,
-    ):
-        self.num_chains = num_chains
+    num_chains = param.Integer(default=4, bounds=(1, None), constant=True)
+    observables = param.List(default=[], item_type=str, constant=True)
+    burnin = param.Integer(default=0, bounds=(0, None), constant=True)
+    true_lambda = param.Number(default=None, allow_None=True, constant=True)
+    save_metrics = param.Boolean(default=True, constant=True)
+    prior = param.Boolean(default=True, constant=True, doc="localization or weight decay > 0")
+    budget = param.Integer(default=600, bounds=(2, None), constant=True)
+    log_y = param.Boolean(default=False, doc="Loss and LLC on a log y axis (diverging runs).")
+    note = param.String(default="", doc="Why the axes look the way they do, if they need a word.")
+    empty = param.Boolean(default=True, doc="No point plotted yet.")
+
+    def __init__(self, num_chains: int = 4, observables=(), **params):
+        init_loss = params.pop("init_loss", None)
+        super().__init__(num_chains=num_chains, observables=list(observables), **params)
+        chains, budget = self.num_chains, self.budget
         self.loss = ChainLines(
             "loss",
-            _figure("Sampling loss per step", "step", "loss (nats)"),
-            num_chains,
+            make_figure("Sampling loss per step", "step", "loss (nats)"),
+            chains,
             budget,
             legend=True,
+            log_fig=make_figure("Sampling loss per step (log)", "step", "loss", log_y=True),
         )
         self.llc = ChainLines(
-            "llc", _figure("Running LLC estimate per chain", "step", "λ̂"), num_chains, budget
+            "llc",
+            make_figure("Running LLC per chain", "step", "λ̂"),
+            chains,
+            budget,
+            log_fig=make_figure("Running LLC per chain (log)", "step", "λ̂", log_y=True),
         )
-        self.init_span = Span(
-            dimension="width",
-            line_dash="dashed",
-            line_color="black",
-            line_width=1.5,
-            visible=init_loss is not None,
-            location=init_loss if init_loss is not None else 0.0,
-        )
-        self.loss.fig.add_layout(self.init_span)
-        for fig in (self.loss.fig, self.llc.fig):
-            # One annotation per figure: a Bokeh model belongs to a single document.
+        self.init_spans = []
+        for fig in self.loss.figures:
+            span = Span(dimension="width", line_dash="dashed", line_color="black", line_width=1.5)
+            span.visible, span.location = False, 0.0
+            fig.add_layout(span)
+            self.init_spans.append(span)
+        for fig in (*self.loss.figures, *self.llc.figures):
+            # One annotation per figure: an annotation belongs to a single plot.
             fig.add_layout(
                 BoxAnnotation(
                     left=0,
-                    right=max(burnin, 0),
+                    right=max(self.burnin, 0),
                     fill_color="#999999",
                     fill_alpha=0.15,
-                    visible=burnin > 0,
+                    visible=self.burnin > 0,
                 )
             )
-        self.true_span = Span(
-            dimension="width",
-            line_dash="dotted",
-            line_color="#d62728",
-            line_width=2,
-            visible=true_lambda is not None,
-            location=true_lambda if true_lambda is not None else 0.0,
-        )
-        self.llc.fig.add_layout(self.true_span)
-        small = {"height": 190, "width": 330}
-        self.norms = (
-            {
-                name: ChainLines(
-                    f"norm:{name}",
-                    _figure(title, "step", "L2 norm", log_y=True, **small),
-                    num_chains,
-                    budget,
-                )
-                for name, title in NORMS.items()
-            }
-            if save_metrics
-            else {}
-        )
-        self.cosines = (
-            {
-                name: ChainLines(
-                    f"cos:{name}", _figure(spec[3], "step", "cosine", **small), num_chains, budget
-                )
-                for name, spec in COSINES.items()
-            }
-            if save_metrics
-            else {}
-        )
-        self.observables = {
+        self.true_spans = []
+        for fig in self.llc.figures:
+            span = Span(dimension="width", line_dash="dotted", line_color="#d62728", line_width=2)
+            span.visible = self.true_lambda is not None
+            span.location = self.true_lambda if self.true_lambda is not None else 0.0
+            fig.add_layout(span)
+            self.true_spans.append(span)
+        small = {"height": 200, "width": 300}
+        self.norms: dict[str, ChainLines] = {}
+        self.cosines: dict[str, ChainLines] = {}
+        if self.save_metrics:
+            for name, title in NORMS.items():
+                if self.prior or f"norm:{name}" not in PRIOR_FIGURES:
+                    fig = make_figure(title, "step", "L2 norm", log_y=True, **small)
+                    self.norms[name] = ChainLines(
+                        f"norm:{name}", fig, chains, budget, positive=True
+                    )
+            for name, spec in COSINES.items():
+                if self.prior or f"cos:{name}" not in PRIOR_FIGURES:
+                    fig = make_figure(spec[3], "step", "cosine", **small)
+                    self.cosines[name] = ChainLines(f"cos:{name}", fig, chains, budget)
+        self.observable_lines = {
             obs: ChainLines(
                 f"obs:{obs}",
-                _figure(f"Observable '{obs}': mean loss per draw", "draw", "loss (nats)", **small),
-                num_chains,
+                make_figure(f"{_short(obs)}: loss per draw", "draw", "loss (nats)", **small),
+                chains,
                 budget,
             )
-            for obs in observables
+            for obs in self.observables
         }
+        self.set_init_loss(init_loss)
+        self._panes: list[tuple[pn.pane.Bokeh, object]] = []
+        self.param.watch(lambda e: self._apply_log(), "log_y")
+
+    @property
+    def true_span(self) -> Span:
+        return self.true_spans[0]
+
+    @property
+    def init_span(self) -> Span:
+        return self.init_spans[0]
 
     @property
     def all_lines(self) -> list[ChainLines]:
@@ -205,13 +147,14 @@ class LivePlots:
             self.llc,
             *self.norms.values(),
             *self.cosines.values(),
-            *self.observables.values(),
+            *self.observable_lines.values(),
         ]
 
     def set_init_loss(self, value: float | None) -> None:
         if value is not None and math.isfinite(value):
-            self.init_span.location = float(value)
-            self.init_span.visible = True
+            for span in self.init_spans:
+                span.location = float(value)
+                span.visible = True
 
     def update(self, new) -> None:
         """Add the rows of a `NewRows` (see `devinterp_ui.live.reader`) and push them."""
@@ -241,28 +184,97 @@ class LivePlots:
             for c in np.unique(chain):
                 sel = chain == c
                 x = draws["draw"].values[sel].astype(float)
-                for obs, lines in self.observables.items():
+                for obs, lines in self.observable_lines.items():
                     key = f"loss_{obs}"
                     if key in draws:
                         lines.extend(c, x, draws[key].values[sel])
         for lines in self.all_lines:
             lines.push()
+        self._sync_panes()
+        self.note = self._diverging_note()
+        self.empty = self.loss.points() == 0
 
     def points(self) -> int:
         """Points currently held by the browser-side sources (bounded by the budget)."""
         return sum(lines.points() for lines in self.all_lines)
 
+    def _diverging_note(self) -> str:
+        for lines, what in ((self.loss, "loss"), (self.llc, "running LLC")):
+            y = np.concatenate([np.abs(np.asarray(s.data["y"], float)) for s in lines.sources])
+            if y.size < 2:
+                continue
+            median = float(np.median(y))
+            if median > 0 and y.max() > DIVERGING_RATIO * median:
+                return (
+                    f"The {what} reaches {y.max():.3g}, {y.max() / median:.0f}x its median: a "
+                    "chain diverges (lower lr, raise localization or set bounding_box_size). "
+                    "Tick 'log y' to see every chain."
+                )
+        return ""
 
-def cosine(metrics: dict[str, np.ndarray], dot: str, a: str, b: str) -> np.ndarray | None:
-    """dot / (|a| |b|) per step. |prior| = |localization + weight_decay| is exact when one of the
-    two is zero (the usual case) and sqrt(|loc|^2 + |wd|^2) otherwise."""
-    if dot not in metrics:
-        return None
-    norms = dict(metrics)
-    if "localization" in metrics and "weight_decay" in metrics:
-        norms["prior"] = np.sqrt(metrics["localization"] ** 2 + metrics["weight_decay"] ** 2)
-    if a not in norms or b not in norms:
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = metrics[dot] / (norms[a] * norms[b])
-    return np.where(np.isfinite(out), out, np.nan)
+    def _apply_log(self) -> None:
+        self.loss.set_log(self.log_y)
+        self.llc.set_log(self.log_y)
+        self._sync_panes()
+
+    def _sync_panes(self) -> None:
+        """A figure joins the page with its first points (see ui/figures.py for why)."""
+        for pane, fig in self._panes:
+            if fig.visible and pane.object is not fig:
+                pane.object = fig
+            if pane.visible != fig.visible:
+                pane.visible = fig.visible
+
+    # --- layout ---------------------------------------------------------------------------
+
+    def _pane(self, fig) -> pn.pane.Bokeh:
+        pane = pn.pane.Bokeh(
+            fig if fig.visible else None, sizing_mode="stretch_width", visible=fig.visible
+        )
+        self._panes.append((pane, fig))
+        return pane
+
+    def _grid(self, lines: dict[str, ChainLines], ncols: int) -> pn.GridBox:
+        return pn.GridBox(
+            *[self._pane(x.fig) for x in lines.values()], ncols=ncols, sizing_mode="stretch_width"
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        waiting = pn.pane.Markdown(
+            "Traces appear here as the chains write rows (burn-in first).",
+            visible=self.param.empty,
+        )
+        log_toggle = pn.widgets.Checkbox.from_param(self.param.log_y, name="log y (loss, LLC)")
+        note = pn.pane.HTML(
+            self.param.note, styles=NOTE_STYLE, sizing_mode="stretch_width", margin=(0, 10)
+        )
+        parts = [
+            waiting,
+            pn.Row(log_toggle, note, sizing_mode="stretch_width"),
+            pn.Row(
+                *[self._pane(f) for f in self.loss.figures],
+                *[self._pane(f) for f in self.llc.figures],
+                sizing_mode="stretch_width",
+            ),
+        ]
+        if self.save_metrics:
+            parts.append(pn.pane.Markdown("#### SGLD update terms (per chain)"))
+            parts.append(pn.pane.HTML(TERMS_CAPTION, styles={"font-size": "12px"}, margin=(0, 10)))
+            if not self.prior:
+                parts.append(
+                    pn.pane.HTML(
+                        "localization = 0 and no weight decay: there is no pull back to the "
+                        "checkpoint, so the localization term and the prior cosines are not "
+                        "plotted (they would be empty). Set localization > 0 to see them.",
+                        styles=NOTE_STYLE,
+                        margin=(0, 10),
+                    )
+                )
+            parts += [self._grid(self.norms, 4), self._grid(self.cosines, 3)]
+        if self.observable_lines:
+            parts += [pn.pane.Markdown("#### Observables"), self._grid(self.observable_lines, 3)]
+        return pn.Column(*parts, sizing_mode="stretch_width")
+
+
+def _short(name: str, limit: int = 24) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"

@@ -1,9 +1,12 @@
-"""What a finished (or stopped) run leaves on the page: LLC summary, exports, overlays."""
+"""What a finished (or stopped) run leaves behind: its record, LLC summary and exports.
+
+No widgets here: `RunRecord` and the export functions are plain data and text, used by the
+`Result` viewer (ui/result.py) and by the run library.
+"""
 
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,17 +15,20 @@ import pandas as pd
 import xarray as xr
 from bokeh.embed import file_html
 from bokeh.layouts import gridplot
-from bokeh.models import Legend, LegendItem
 from bokeh.plotting import figure
 from bokeh.resources import INLINE
 
 from devinterp_ui.analysis import compute_llc
-from devinterp_ui.ui.plots import LivePlots, chain_color
+from devinterp_ui.config import SETTINGS
+from devinterp_ui.ui.figures import chain_color
 
 
 @dataclass
 class RunRecord:
-    """One run of this dashboard session (or one store opened by path)."""
+    """One run shown by a dashboard (started there, or a store opened by path).
+
+    settings: every sampler setting of the run (`full_settings`), defaults included.
+    """
 
     run_id: int
     path: str
@@ -35,20 +41,25 @@ class RunRecord:
     label: str = ""
 
     def row(self) -> dict[str, Any]:
-        s = self.settings
+        """The run as a table row: status, LLC, then every setting."""
         return {
             "run": self.run_id,
             "label": self.label,
             "status": self.status,
             "LLC": _round(self.llc_mean),
             "± std": _round(self.llc_std),
-            "lr": s.get("lr"),
-            "n_beta": s.get("n_beta"),
-            "localization": s.get("localization"),
-            "chains": s.get("num_chains"),
-            "draws": s.get("num_draws"),
+            **full_settings(self.settings),
             "store": self.path,
         }
+
+
+def full_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Every setting of `SETTINGS`, in declaration order: `settings`' value, else the default.
+
+    Exports and tables list them all, so that a row read later says exactly what ran, even
+    after a default changes.
+    """
+    return {name: settings.get(name, meta["default"]) for name, meta in SETTINGS.items()}
 
 
 def _round(x: float) -> float:
@@ -83,11 +94,11 @@ def _last_finite(row: np.ndarray) -> float:
 
 
 def summary_csv(record: RunRecord) -> io.StringIO:
-    """Per-chain LLC table as CSV, preceded by `# name=value` lines for the settings."""
+    """Per-chain LLC table as CSV, preceded by `# name=value` lines for every setting."""
     out = io.StringIO()
     out.write(f"# store={record.path}\n# status={record.status}\n")
     out.write(f"# llc_mean={record.llc_mean}\n# llc_std={record.llc_std}\n")
-    for name, value in record.settings.items():
+    for name, value in full_settings(record.settings).items():
         out.write(f"# {name}={value}\n")
     if record.per_chain is not None:
         record.per_chain.to_csv(out, index=False)
@@ -95,10 +106,12 @@ def summary_csv(record: RunRecord) -> io.StringIO:
     return out
 
 
-def plots_html(plots: LivePlots, title: str) -> io.StringIO:
-    """A standalone HTML page (Bokeh's JS inlined, no network needed) of the current plots."""
+def plots_html(plots, title: str) -> io.StringIO:
+    """A standalone HTML page (Bokeh's JS inlined, no network needed) of a `LivePlots`' lines."""
     figures = []
     for lines in plots.all_lines:
+        if not lines.points():
+            continue
         src = lines.fig
         fig = figure(
             title=src.title.text,
@@ -115,32 +128,3 @@ def plots_html(plots: LivePlots, title: str) -> io.StringIO:
         figures.append(fig)
     html = file_html(gridplot(figures, ncols=2), INLINE, title)
     return io.StringIO(html)
-
-
-def overlay_figure(a: RunRecord, b: RunRecord):
-    """Mean loss trace and running LLC (mean over chains) of two runs, one colour per run."""
-    loss = figure(
-        title="Mean sampling loss per step", height=280, width=520, sizing_mode="stretch_width"
-    )
-    llc = figure(
-        title="Running LLC (mean over chains)", height=280, width=520, sizing_mode="stretch_width"
-    )
-    loss.xaxis.axis_label = llc.xaxis.axis_label = "step"
-    loss.yaxis.axis_label = "loss (nats)"
-    llc.yaxis.axis_label = "λ̂"
-    items_loss, items_llc = [], []
-    for record, color in ((a, "#1f77b4"), (b, "#d62728")):
-        ds = compute_llc(record.tree)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns during burn-in
-            mean_loss = np.nanmean(ds["loss_trace"].values, axis=0)
-            mean_llc = np.nanmean(ds["llc_running"].values, axis=0)
-        steps = ds["step"].values if "step" in ds.coords else np.arange(ds.sizes["step"])
-        label = f"run {record.run_id} (lr={record.settings.get('lr')}, n_beta={record.settings.get('n_beta')})"
-        r1 = loss.line(steps, mean_loss, color=color, line_width=2)
-        r2 = llc.line(steps, mean_llc, color=color, line_width=2)
-        items_loss.append(LegendItem(label=label, renderers=[r1]))
-        items_llc.append(LegendItem(label=label, renderers=[r2]))
-    loss.add_layout(Legend(items=items_loss, location="bottom_right"))
-    llc.add_layout(Legend(items=items_llc, location="bottom_right"))
-    return gridplot([[loss, llc]], sizing_mode="stretch_width")

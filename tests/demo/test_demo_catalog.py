@@ -120,3 +120,9 @@ def test_suggested_settings_are_accepted_by_sample(name):
     tree = sample(demo.model, demo.datasets["train"], observables, progress_bar=False, **settings)
     losses = tree.to_dataset()["sampling_loss_micro"].values
     assert losses.shape[:2] == (1, 2) and torch.isfinite(torch.as_tensor(losses)).all()
+
+
+@pytest.mark.parametrize("spelling", ["tiny-lm", "tiny_lm", "Tiny-LM", "dln", "DLN"])
+def test_every_demo_loads_under_hyphen_and_underscore_spellings(spelling):
+    demo = load_demo(spelling)
+    assert demo.name == spelling.lower().replace("-", "_")

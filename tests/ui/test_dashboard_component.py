@@ -55,7 +55,7 @@ def test_form_starts_from_given_settings(dashboard):
     values = dashboard.form.values
     assert values["lr"] == 1e-3 and values["num_chains"] == 2 and values["save_metrics"] is True
     assert dashboard.form.valid
-    assert not dashboard.start_button.disabled
+    assert not dashboard.control.start_button.disabled
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_form_starts_from_given_settings(dashboard):
 def test_invalid_field_shows_the_api_message_and_disables_start(dashboard, data, name, value):
     dashboard.form.set_values({name: value})
     assert not dashboard.form.valid
-    assert dashboard.start_button.disabled
+    assert dashboard.control.start_button.disabled
     message = dashboard.form.messages[name]
     assert message.visible
     assert message.object == api_error(data, **{name: value})
@@ -74,14 +74,14 @@ def test_invalid_field_shows_the_api_message_and_disables_start(dashboard, data,
 def test_fixing_the_field_clears_the_message_and_enables_start(dashboard):
     dashboard.form.set_values({"lr": -1.0})
     dashboard.form.set_values({"lr": 1e-3})
-    assert dashboard.form.valid and not dashboard.start_button.disabled
+    assert dashboard.form.valid and not dashboard.control.start_button.disabled
     assert not dashboard.form.messages["lr"].visible
 
 
 def test_cross_field_error_is_shown_next_to_the_alias(dashboard, data):
     dashboard.form.set_values({"rmsprop_eps": 0.1})
     assert dashboard.form.messages["rmsprop_eps"].object == api_error(data, rmsprop_eps=0.1)
-    assert dashboard.start_button.disabled
+    assert dashboard.control.start_button.disabled
 
 
 def test_batch_size_larger_than_the_data_uses_the_api_message(dashboard, data):
@@ -99,7 +99,7 @@ def test_n_beta_hint_names_both_choices_of_n(dashboard):
 
 def test_start_runs_to_completion_and_shows_the_result(dashboard):
     dashboard.start()
-    assert dashboard.running and dashboard.stop_button.disabled is False
+    assert dashboard.running and dashboard.control.stop_button.disabled is False
     assert dashboard.wait(120)
     assert not dashboard.running
     tree = dashboard.result
@@ -110,10 +110,10 @@ def test_start_runs_to_completion_and_shows_the_result(dashboard):
     assert record.status == "completed"
     assert record.llc_mean == pytest.approx(float(llc["llc_mean"]))
     assert list(record.per_chain["chain"]) == [0, 1]
-    text = dashboard.result_pane.objects[0].object
+    text = dashboard.result_view.text
     assert "LLC =" in text and record.path in text
     assert "completed" in dashboard.status_text
-    assert dashboard.progress_bar.value == 1000
+    assert dashboard.control.progress_bar.value == 1000
 
 
 def test_plots_hold_every_chain_after_a_run(dashboard):
@@ -124,7 +124,7 @@ def test_plots_hold_every_chain_after_a_run(dashboard):
         assert len(source.data["x"]) == 2 + 8
     for source in plots.llc.sources:
         assert len(source.data["x"]) == 8  # burn-in steps have no running LLC
-    for lines in plots.observables.values():
+    for lines in plots.observable_lines.values():
         assert all(len(s.data["x"]) == 8 for s in lines.sources)
     assert all(len(s.data["x"]) > 0 for s in plots.norms["noise"].sources)
     assert plots.init_span.visible
@@ -203,9 +203,9 @@ def test_failed_run_shows_its_error(data, tmp_path):
     dash.start()
     dash.wait(60)
     assert dash.current.status == "failed"
-    assert dash.error_pane.visible
-    assert "loss exploded on purpose" in dash.error_pane.object
-    assert "Traceback" in dash.error_pane.object
+    assert dash.control.error_pane.visible
+    assert "loss exploded on purpose" in dash.control.error_html
+    assert "Traceback" in dash.control.error_html
 
 
 def test_starting_twice_is_refused(dashboard):
@@ -215,18 +215,18 @@ def test_starting_twice_is_refused(dashboard):
     dashboard.wait(120)
 
 
-def test_history_lists_runs_and_overlays_two(dashboard):
+def test_library_lists_this_sessions_runs_with_every_setting(dashboard):
     dashboard.start()
     dashboard.wait(120)
     dashboard.form.set_values({"lr": 2e-3})
     dashboard.start()
     dashboard.wait(120)
-    table = dashboard.runs_table.object
-    assert list(table["run"]) == [1, 2]
-    assert list(table["lr"]) == [1e-3, 2e-3]
-    assert dashboard.overlay_a.options == ["1", "2"]
-    dashboard.overlay()
-    assert dashboard.overlay_area.objects
+    table = dashboard.library.table.object
+    assert list(table["lr"]) == [2e-3, 1e-3]  # newest first
+    assert list(table["status"]) == ["completed", "completed"]
+    # Settings at their defaults are listed too (they were None before).
+    assert list(table["num_chains"]) == [2, 2] and list(table["num_draws"]) == [8, 8]
+    assert list(table["init_seed"]) == [SETTINGS["init_seed"]["default"]] * 2
 
 
 def test_open_store_follows_a_store_written_elsewhere(dashboard, data, tmp_path):
@@ -244,7 +244,6 @@ def test_open_store_follows_a_store_written_elsewhere(dashboard, data, tmp_path)
         save_metrics=True,
         progress_bar=False,
     )
-    dashboard.open_path.value = str(path)
     dashboard.open_store(str(path))
     dashboard.poll()
     assert not dashboard.running
@@ -256,8 +255,8 @@ def test_open_store_follows_a_store_written_elsewhere(dashboard, data, tmp_path)
 
 def test_open_store_with_a_bad_path_says_so(dashboard, tmp_path):
     dashboard.open_store(str(tmp_path / "missing.zarr"))
-    assert dashboard.error_pane.visible
-    assert "no sample store" in dashboard.error_pane.object
+    assert "no sample store" in dashboard.watcher.message
+    assert not dashboard.running
 
 
 def test_csv_and_html_exports(dashboard):
@@ -297,3 +296,18 @@ def test_known_lambda_demo_draws_true_lambda(tmp_path):
     dash.wait(60)
     assert dash.plots.true_span.visible
     assert dash.plots.true_span.location == pytest.approx(dash.true_lambda)
+
+
+def test_the_health_panel_sits_beside_the_result_and_reads_the_run(dashboard):
+    dashboard.start()
+    dashboard.wait(120)
+    assert dashboard.health.diagnostics is not None
+    assert dashboard.health.severity in ("ok", "info", "warn", "error")
+    tabs = dashboard.main
+    assert [name for name in tabs._names] == ["Run", "Studies"]
+
+
+def test_the_studies_tab_samples_what_the_form_says(dashboard):
+    dashboard.form.set_values({"num_draws": 7})
+    assert dashboard.studies.settings["num_draws"] == 7
+    assert dashboard.studies.model is dashboard.model
