@@ -26,6 +26,7 @@ from devinterp_ui.config import SETTINGS
 from devinterp_ui.live import SamplingJob, StoreReader
 from devinterp_ui.sample import batch_size_error
 from devinterp_ui.store.schema import safe_name
+from devinterp_ui.ui import notebook
 from devinterp_ui.ui.form import SettingsForm, setting_of
 from devinterp_ui.ui.plots import LivePlots
 from devinterp_ui.ui.results import RunRecord, overlay_figure, plots_html, summarize, summary_csv
@@ -308,11 +309,24 @@ class Dashboard(pn.viewable.Viewer):
             self.job.stop()
             self.status_text = "Stopping at the next step…"
 
+    # --- notebook hooks: the behaviour lives in devinterp_ui/ui/notebook.py ---------------------
+
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run has finished (True) or `timeout` passed; then update the page."""
-        done = self.job.wait(timeout) if self.job is not None else True
-        self.poll()
-        return done
+        """BLOCKS the caller (in a notebook, the kernel) until the run ends (True) or `timeout`
+        passed (False); the plots keep updating. In a notebook prefer `await dashboard.run()`."""
+        return notebook.wait(self, timeout)
+
+    async def run(self, timeout: float | None = None) -> xr.DataTree | None:
+        """`await dashboard.run()`: start (unless running), await the end, return the tree."""
+        return await notebook.run(self, timeout)
+
+    def _create_view(self):  # every pn.panel / inline display / pn.ipywidget of this dashboard
+        return notebook.guard_view(self, notebook.layout(self))
+
+    def _cleanup(self, root=None) -> None:  # pn.ipywidget calls it when its view closes
+        notebook.release_view(self, root)
+
+    # --- end of notebook hooks ----------------------------------------------------------------
 
     @property
     def result(self) -> xr.DataTree | None:
