@@ -151,6 +151,21 @@ def test_run_past_its_timeout_raises_and_leaves_the_run_to_stop(dashboard):
     assert dashboard.current.status == "stopped"
 
 
+def test_cancelling_the_awaited_run_stops_it(dashboard):
+    dashboard.form.widgets["num_draws"].value = 5000
+
+    async def interrupt():
+        task = asyncio.ensure_future(dashboard.run())
+        await asyncio.sleep(0.5)
+        task.cancel()  # what interrupting the kernel does to an awaiting cell
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(interrupt())
+    assert dashboard.wait(120)
+    assert dashboard.current.status == "stopped"
+
+
 def test_wait_blocks_but_keeps_reading_rows_into_the_plots(tmp_path):
     data = torch.randint(0, 11, (64, 6), generator=torch.Generator().manual_seed(3))
     dash = Dashboard(
