@@ -19,7 +19,8 @@ Why each piece exists:
 - `guard_view()` / `release_view()`: the live plots are Bokeh figures, and a Bokeh model belongs
   to one Document, so a second simultaneous view would fail deep inside Bokeh ("Models must be
   owned by only a single document"). A second view is refused up front with one message naming
-  the fixes; a view whose output was cleared (Jupyter tells the kernel) frees the dashboard.
+  the fixes; re-running the cell that shows the dashboard moves it to the new output, and a
+  view whose output was cleared (Jupyter tells the kernel) frees the dashboard.
 
 This module imports no notebook-only package at import time: the served app imports it too.
 """
@@ -156,14 +157,15 @@ NOTEBOOK_CONTROLS_WIDTH = 760  # two form columns of ~360 px: every label and hi
 # installed dist/ folder, one InlineStyleSheet per file and Document (a Bokeh model belongs to
 # one Document).
 
-_sheets: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
-
 
 def _inline(stylesheets: list, doc) -> list:
     from bokeh.models import ImportedStyleSheet, InlineStyleSheet
     from panel.io.resources import CDN_DIST, DIST_DIR
 
-    out, cache = [], _sheets.setdefault(doc, {}) if doc is not None else {}
+    # The cache lives on the Document, so it goes with it (a dict keyed by Documents would keep
+    # them alive: each sheet refers back to its Document).
+    cache = {} if doc is None else doc.__dict__.setdefault("_devinterp_ui_sheets", {})
+    out = []
     for sheet in stylesheets:
         url = getattr(sheet, "url", None) if isinstance(sheet, ImportedStyleSheet) else None
         if url and url.startswith(CDN_DIST):
@@ -205,30 +207,52 @@ def _inline_stylesheet_updates() -> None:
 
 # --- one live view per dashboard -------------------------------------------------------------
 
-_views: weakref.WeakKeyDictionary[Any, list[weakref.ref]] = weakref.WeakKeyDictionary()
+# Per dashboard: its views, each with the notebook cell (id, execution count) that made it.
+_views: weakref.WeakKeyDictionary[Any, list[tuple[weakref.ref, tuple | None]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _live_views(dashboard: Dashboard) -> list[pn.viewable.Viewable]:
-    views = [ref() for ref in _views.get(dashboard, [])]
-    return [v for v in views if v is not None and v._models]
+def _cell() -> tuple[str, int] | None:
+    """(cell id, execution count) of the cell the kernel is running, when Jupyter says."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        kernel = getattr(shell, "kernel", None)
+        cell_id = (kernel.get_parent().get("metadata") or {}).get("cellId") if kernel else None
+    except Exception:  # no IPython, or a front end that sends no cell id
+        return None
+    return (cell_id, shell.execution_count) if cell_id else None
+
+
+def _live_views(dashboard: Dashboard) -> list[tuple[pn.viewable.Viewable, tuple | None]]:
+    views = [(ref(), cell) for ref, cell in _views.get(dashboard, [])]
+    return [(v, cell) for v, cell in views if v is not None and v._models]
 
 
 def guard_view(dashboard: Dashboard, view: pn.viewable.Viewable) -> pn.viewable.Viewable:
     """Register `view` as the dashboard's view; refuse it while another view is live.
 
-    Raises RuntimeError naming the fixes when the dashboard is already shown (in a cell's
-    output, an ipywidget or a served page) and that view was not closed.
+    A view that an earlier run of the same notebook cell made is released first: Jupyter
+    replaces that output, but tells the kernel only after it started the new run of the cell.
+    Raises RuntimeError naming the fixes when the dashboard is shown elsewhere (another cell's
+    output, an ipywidget, a served page) and that view was not closed.
     """
-    if _live_views(dashboard):
+    cell = _cell()
+    live = _live_views(dashboard)
+    if live and cell is not None and all(c and c[0] == cell[0] and c[1] < cell[1] for _, c in live):
+        release_view(dashboard)
+        live = []
+    if live:
         raise RuntimeError(
             "this Dashboard is already shown in another output (a cell or a pn.ipywidget); its "
-            "live Bokeh plots can be in one view only. Show it in one place: clear or re-run "
-            "the cell that shows it, or call devinterp_ui.ui.notebook.release_view(dashboard) "
-            "to move it here (the old view stops updating), or create a second Dashboard "
-            "for a second view."
+            "live Bokeh plots can be in one view only. Show it in one place: clear the other "
+            "output, or call devinterp_ui.ui.notebook.release_view(dashboard) to move it here "
+            "(the old view stops updating), or create a second Dashboard for a second view."
         )
-    refs = [r for r in _views.get(dashboard, []) if r() is not None]
-    _views[dashboard] = [*refs, weakref.ref(view)]
+    kept = [(ref, c) for ref, c in _views.get(dashboard, []) if ref() is not None]
+    _views[dashboard] = [*kept, (weakref.ref(view), cell)]
     return view
 
 
@@ -238,7 +262,7 @@ def release_view(dashboard: Dashboard, root=None) -> None:
     The released outputs stop updating; the dashboard can then be shown again. Jupyter calls
     this (through `Dashboard._cleanup`) when an ipywidget view is closed.
     """
-    for view in _live_views(dashboard):
+    for view, _cell_of_view in _live_views(dashboard):
         for ref, (model, _parent) in list(view._models.items()):
             if root is not None and ref != root.ref["id"]:
                 continue

@@ -215,10 +215,27 @@ def widget(lab, browser):
     page.get_by_text(RESULT).first.wait_for(timeout=120_000)
     scroll_to_cell(page, 1)
     shot(page, "widget-after-run")
-    for i, key in [(3, "result"), (4, "second view"), (5, "released"), (6, "bar")]:
+    for i, key in [(3, "result"), (4, "second view")]:
         run_cell(page, i)
         s.texts[key] = cell_text(page, i)
-        s.outputs[key] = cell_outputs(page, i)
+    # Clearing the VBox's output closes the ipywidget view, which frees the dashboard; then
+    # the cell that failed shows it, and shows it again when re-run.
+    page.evaluate(
+        """() => {
+            const app = window.jupyterapp;
+            app.shell.currentWidget.content.activeCellIndex = 1;
+            return app.commands.execute('notebook:clear-cell-output');
+        }"""
+    )
+    page.wait_for_timeout(1500)  # the front end tells the kernel that the view closed
+    for key in ("after clearing", "re-run"):
+        run_cell(page, 4)
+        s.texts[key], s.outputs[key] = cell_text(page, 4), cell_outputs(page, 4)
+    for i, key in [(5, "released"), (6, "bar")]:
+        run_cell(page, i)
+        s.texts[key], s.outputs[key] = cell_text(page, i), cell_outputs(page, i)
+    scroll_to_cell(page, 4)
+    shot(page, "widget-second-view")
     page.close()
     return s
 
@@ -309,10 +326,15 @@ def test_a_second_view_of_a_shown_dashboard_gets_one_clear_error(widget):
     assert "Models must be owned" not in text
 
 
-def test_released_dashboard_shows_again(widget):
-    outputs = widget.outputs["released"]
-    assert any("application/vnd.holoviews_exec.v0+json" in o.get("data", {}) for o in outputs)
-    assert "Error" not in widget.texts["released"]
+def shown(outputs: list[dict]) -> bool:
+    return any("application/vnd.holoviews_exec.v0+json" in o.get("data", {}) for o in outputs)
+
+
+@pytest.mark.parametrize("step", ["after clearing", "re-run", "released"])
+def test_the_dashboard_shows_again_once_its_view_is_gone(widget, step):
+    # Clearing the ipywidget's output, re-running the cell that shows it, release_view().
+    assert shown(widget.outputs[step]), widget.texts[step]
+    assert "Error" not in widget.texts[step]
 
 
 def test_tqdm_bar_draws_without_the_iprogress_warning(widget):

@@ -127,6 +127,32 @@ def test_a_released_dashboard_shows_again_and_the_new_view_follows_a_run(dashboa
     assert first.document is None  # released: out of its Document, no longer updated
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "moves"),
+    [
+        (("cell-a", 1), ("cell-a", 2), True),  # the same cell run again: its output is replaced
+        (("cell-a", 1), ("cell-b", 2), False),  # another cell
+        (("cell-a", 1), ("cell-a", 1), False),  # twice in one run of a cell
+        (None, None, False),  # a front end that sends no cell id
+    ],
+)
+def test_rerunning_the_cell_that_shows_the_dashboard_moves_it_to_the_new_output(
+    dashboard, monkeypatch, first, second, moves
+):
+    monkeypatch.setattr(notebook, "_cell", lambda: first)
+    doc = Document()
+    old = pn.panel(dashboard).get_root(doc)
+    doc.add_root(old)
+    monkeypatch.setattr(notebook, "_cell", lambda: second)
+    if moves:
+        new_doc = Document()
+        new_doc.add_root(pn.panel(dashboard).get_root(new_doc))
+        assert old.document is None  # the replaced output let go
+    else:
+        with pytest.raises(RuntimeError, match="already shown"):
+            pn.panel(dashboard).get_root(Document())
+
+
 def test_closing_the_ipywidget_view_frees_the_dashboard(dashboard):
     widget = pn.ipywidget(dashboard)
     widget._view_count = 1  # the front end counts its views: one shown ...
