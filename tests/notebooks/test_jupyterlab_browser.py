@@ -158,7 +158,9 @@ def inline(lab, browser):
     watch_traces(page, None, 240, s.traces)
     page.get_by_text(RESULT).first.wait_for(timeout=120_000)
     scroll_to_cell(page, 1, "center")
-    shot(page, "inline-after-run")
+    shot(page, "inline-after-run")  # the plots at notebook width
+    scroll_to_cell(page, 1, "end")
+    shot(page, "inline-after-run-end")  # observables, result, run library
     run_cell(page, 3)
     s.texts["result"] = cell_text(page, 3)
     run_cell(page, 4, wait=False)
