@@ -229,8 +229,8 @@ BREAKDOWN = [
     ("devinterp_ui.runner", "Runner", "_resolve"),
     ("devinterp_ui.data", "TokenTensorSource", "token_ids"),
     ("devinterp_ui.runner", "Runner", "_record"),
-    ("devinterp_ui.chain", "Chain", "observe"),
-    ("devinterp_ui.chain", "Chain", "step"),
+    ("devinterp_ui.chain", "ChainGroup", "observe"),
+    ("devinterp_ui.chain", "ChainGroup", "step"),
 ]
 
 

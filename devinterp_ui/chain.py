@@ -1,4 +1,12 @@
-"""One SGLD chain: its own model copy, noise generator, batch feed and optimiser state."""
+"""Chains stepped through the kernel: `ChainGroup` (one or more chains, one gradient estimator).
+
+A group takes each chain's next mini-batches, asks its gradient estimator for every chain's
+gradients and losses (`PlainGradient` here: one chain on its own model copy; or the vmapped
+estimator of `devinterp_ui.vectorized`: all chains in one call), and updates each chain with
+`devinterp_ui.kernel.step`. The losses (and metrics) come back to the host one step later
+(`PendingStep`), so the device never waits. Which groups step when is `devinterp_ui.schedules`;
+what is recorded is `devinterp_ui.runner`.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from devinterp_ui import kernel
 from devinterp_ui.data import BatchFeed, DataSource
 from devinterp_ui.host_copy import HostCopy
 from devinterp_ui.losses import LossFn, as_per_position
 from devinterp_ui.segments import SegmentLayout
-from devinterp_ui.sgld import SGLDHyper, StepMetrics, add_init_noise, make_slots, sgld_step
+from devinterp_ui.sgld import SGLDHyper, StepMetrics
 
 
 @dataclass
@@ -61,37 +70,36 @@ class StepOutcome:
 class PendingStep:
     """A step whose losses (and metrics) are still on their way from the device.
 
-    copy: holds the losses first, (B, P), or (C, B, P) for every chain of a vectorized step
-    (then `chain` picks this one); `gram_at`: where this step's metric sums are in it.
+    copy: holds the losses first, (C, B, P) for the C chains of the group that stepped (`chain`
+    picks this one); `gram_at`: where this step's metric sums are in it.
     """
 
     copy: HostCopy
     rows: np.ndarray
     metrics: StepMetrics | None = None
     gram_at: int = 1
-    chain: int | None = None
+    chain: int = 0
 
     def resolve(self) -> StepOutcome:
         host = self.copy.wait()
-        losses = host[0] if self.chain is None else host[0][self.chain]
+        losses = host[0][self.chain]
         metrics = None if self.metrics is None else self.metrics.values(host[self.gram_at])
         return StepOutcome(losses, self.rows, bool(torch.isfinite(losses).all()), metrics)
 
 
 class PendingObservation:
-    """Every observable's losses at one draw, on their way from the device: (sum of rows, P),
-    or (C, sum of rows, P) for a vectorized step."""
+    """Every observable's losses at one draw, on their way from the device:
+    (C, sum of rows, P) for the C chains of a group."""
 
     def __init__(self, copy: HostCopy | None, observables: list[Observable]):
         self.copy, self.observables = copy, observables
 
-    def resolve(self, chain: int | None = None) -> dict[str, torch.Tensor]:
-        """{key: (R, P) losses} of every observable (of `chain` for a vectorized step)."""
+    def resolve(self, chain: int = 0) -> dict[str, torch.Tensor]:
+        """{key: (R, P) losses} of every observable for the group's `chain`-th chain."""
         if self.copy is None:
             return {}
         (losses,) = self.copy.wait()
-        if chain is not None:
-            losses = losses[chain]
+        losses = losses[chain]
         parts = losses.split([len(obs.rows) for obs in self.observables])
         return {obs.key: part for obs, part in zip(self.observables, parts, strict=True)}
 
@@ -119,7 +127,8 @@ def evaluate_rows(
 @dataclass(frozen=True)
 class SharedSegments:
     """What every chain of a run shares: how the sampled parameters are packed (the layout's
-    `sampled` comes from `resolve_param_masks`), the checkpoint's segments and their masks."""
+    `sampled` comes from `resolve_param_masks`), the checkpoint's segments and their masks
+    (float32 for a low-precision model: the kernel's master weights are float32)."""
 
     layout: SegmentLayout
     anchors: list[torch.Tensor]
@@ -129,54 +138,93 @@ class SharedSegments:
     def of(cls, checkpoint: torch.nn.Module, sampled: dict[str, torch.Tensor | None]):
         """Packs `checkpoint` (values unchanged): its segments are the anchors."""
         layout = SegmentLayout(checkpoint, sampled)
-        anchors = layout.pack(checkpoint)
+        # The checkpoint's own segments (never modified), or float32 copies of them.
+        anchors, _ = kernel.master_weights(layout.pack(checkpoint))
         return cls(layout, anchors, layout.masks(anchors))
 
 
-class Chain:
-    """Chain `index`: `model` is its private copy, already at the checkpoint; its sampled
-    parameters are packed into segments (see `devinterp_ui.segments`)."""
+class PlainGradient:
+    """One chain's gradient estimator: autograd on its own model copy.
 
-    def __init__(
-        self,
-        index: int,
-        model: torch.nn.Module,
-        shared: SharedSegments,
-        feed: BatchFeed,
-        source: DataSource,
-        loss_fn: LossFn,
-        hyper: SGLDHyper,
-        noise_seed: int,
-        grad_accum: int,
-        device: torch.device,
-        init_noise: float | None = None,
-    ):
-        self.index = index
-        self.model = model
-        self.feed = feed
-        self.source = source
-        self.loss_fn = loss_fn
-        self.hyper = hyper
-        self.grad_accum = grad_accum
-        self.device = device
-        self.gen = torch.Generator(device=device).manual_seed(int(noise_seed))
+    `grads(batches)` -> ([(1, *shape) gradient of the mean loss per sampled parameter],
+    (1, B, P) per-row losses); `evaluate(batch)` -> (1, B, P) losses without gradients.
+    The leading dim of size 1 is the group's chain dim (see `VmappedGradient`).
+    """
 
-        self.layout = shared.layout
-        sampled = shared.layout.sampled
+    def __init__(self, model: torch.nn.Module, sampled: dict, source: DataSource, loss_fn, device):
+        self.model, self.source, self.loss_fn, self.device = model, source, loss_fn, device
         named = dict(model.named_parameters())
         for name, p in named.items():
             p.requires_grad_(name in sampled)
         self.params = [named[name] for name in sampled]
-        segments = shared.layout.pack(model)
-        self.slots = make_slots(segments, shared.anchors, shared.masks, hyper.method)
-        if init_noise:
-            add_init_noise(self.slots, self._noise_like, init_noise)
 
-    def _noise_like(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.randn(t.shape, generator=self.gen, device=t.device, dtype=t.dtype)
+    def grads(self, rows: list[np.ndarray]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        (idx,) = rows
+        per = as_per_position(
+            self.loss_fn(self.model, self.source.batch(idx, self.device)), len(idx), "loss_fn"
+        )
+        g = torch.autograd.grad(per.mean(), self.params, allow_unused=True)
+        g = [
+            (torch.zeros_like(p) if gi is None else gi).unsqueeze(0)
+            for p, gi in zip(self.params, g, strict=True)
+        ]
+        return g, per.detach().unsqueeze(0)
 
-    def step(self, with_metrics: bool) -> PendingStep:
-        """Loss and gradient on the next `grad_accum` mini-batches, then one SGLD update.
+    def evaluate(self, rows: int, batch, where: str) -> torch.Tensor:
+        return as_per_position(self.loss_fn(self.model, batch), rows, where).unsqueeze(0)
+
+
+class ChainGroup:
+    """Chains `chains` (run-wide indices) stepped together through one gradient estimator.
+
+    states[i], feeds[i], gens[i]: chain `chains[i]`'s kernel state, batch feed and noise
+    generator. `weights` (segments of every chain, each flat of its numel) already hold the
+    checkpoint; `views`: the model's low-precision tensors behind them, or None.
+    """
+
+    def __init__(
+        self,
+        chains: list[int],
+        estimator,
+        layout: SegmentLayout,
+        shared: SharedSegments,
+        weights: list[list[torch.Tensor]],
+        views: list[list[torch.Tensor | None]],
+        feeds: list[BatchFeed],
+        noise_seeds: list[int],
+        hyper: SGLDHyper,
+        grad_accum: int,
+        device: torch.device,
+        init_noise: float | None = None,
+    ):
+        self.chains = list(chains)
+        self.estimator = estimator
+        self.layout = layout
+        self.feeds = feeds
+        self.hyper = hyper
+        self.grad_accum = grad_accum
+        self.device = device
+        self.gens = [torch.Generator(device=device).manual_seed(int(s)) for s in noise_seeds]
+        self.states = [
+            kernel.init_state(
+                weights[i],
+                shared.anchors,
+                shared.masks,
+                hyper,
+                lambda t, i=i: self._noise(i, t),
+                init_noise,
+                views[i],
+            )
+            for i in range(len(self.chains))
+        ]
+
+    def _noise(self, i: int, t: torch.Tensor) -> torch.Tensor:
+        return torch.randn(t.shape, generator=self.gens[i], device=t.device, dtype=t.dtype)
+
+    def step(self, with_metrics: bool, active: list[bool]) -> list[PendingStep]:
+        """Loss and gradient on every chain's next `grad_accum` mini-batches, then one kernel
+        step of every chain that is `active` (run-wide flags; the others are computed but never
+        updated). One `PendingStep` per chain of the group.
 
         Nothing here waits for the device. A non-finite loss is found when the step is
         resolved, after its update was applied: the caller then fails the chain at this step
@@ -185,45 +233,86 @@ class Chain:
         grads = None
         losses, rows = [], []
         for _ in range(self.grad_accum):
-            idx = self.feed.next()
-            per = as_per_position(
-                self.loss_fn(self.model, self.source.batch(idx, self.device)), len(idx), "loss_fn"
-            )
-            g = torch.autograd.grad(per.mean(), self.params, allow_unused=True)
-            g = [
-                torch.zeros_like(p) if gi is None else gi
-                for p, gi in zip(self.params, g, strict=True)
-            ]
+            idx = [feed.next() for feed in self.feeds]
+            g, per = self.estimator.grads(idx)
             if grads is None:
                 grads = g
             else:
                 for acc, gi in zip(grads, g, strict=True):
                     acc.add_(gi)
-            losses.append(per.detach())
+            losses.append(per)
             rows.append(idx)
         if self.grad_accum > 1:
             # Equal-size micro-batches: the mean of their means is the mean over the big batch.
             for acc in grads:
                 acc.div_(self.grad_accum)
-        metrics = sgld_step(
-            self.slots,
-            self.layout.flat_grads(grads),
-            (self._noise_like(slot.w) for slot in self.slots),
-            self.hyper,
-            with_metrics,
-        )
-        copies = [torch.cat(losses).float()] + ([metrics.gram] if metrics is not None else [])
-        return PendingStep(HostCopy(copies), np.concatenate(rows), metrics)
+        infos = []
+        for i, c in enumerate(self.chains):
+            info = None
+            if active[c]:
+                state = self.states[i]
+                _, info = kernel.step(
+                    state,
+                    self.layout.flat_grads([g[i] for g in grads]),
+                    (self._noise(i, slot.w) for slot in state.slots),
+                    self.hyper,
+                    with_metrics,
+                )
+            infos.append(info)
+        grams = [m.gram for m in infos if m is not None]
+        # One copy for every chain: (C, B * accum, P) losses, then each updated chain's sums.
+        copy = HostCopy([torch.cat(losses, dim=1).float(), *grams])
+        pending, at = [], 1
+        for i, m in enumerate(infos):
+            chain_rows = np.concatenate([r[i] for r in rows])
+            pending.append(PendingStep(copy, chain_rows, m, gram_at=at, chain=i))
+            at += m is not None
+        return pending
 
     def observe(self, observables: list[Observable], batch_size: int) -> PendingObservation:
-        """Every observable's losses at the chain's current weights."""
+        """Every chain's losses on every observable at the current weights; resolve(i) gives
+        the group's i-th chain's."""
         parts = []
         with torch.no_grad():
             for obs in observables:
                 where = f"loss_fn on observable {obs.name!r}"
                 parts += [
-                    as_per_position(self.loss_fn(self.model, batch), rows, where).float()
+                    self.estimator.evaluate(rows, batch, where).float()
                     for rows, batch in obs.batches(batch_size, self.device)
                 ]
         # One copy for every observable (they share P): on a GPU each copy would be a sync.
-        return PendingObservation(HostCopy([torch.cat(parts)]) if parts else None, observables)
+        copy = HostCopy([torch.cat(parts, dim=1)]) if parts else None
+        return PendingObservation(copy, observables)
+
+
+def plain_group(
+    index: int,
+    model: torch.nn.Module,
+    shared: SharedSegments,
+    feed: BatchFeed,
+    source: DataSource,
+    loss_fn: LossFn,
+    hyper: SGLDHyper,
+    noise_seed: int,
+    grad_accum: int,
+    device: torch.device,
+    init_noise: float | None = None,
+) -> ChainGroup:
+    """Chain `index` on `model`, its private copy already at the checkpoint: its sampled
+    parameters are packed into segments (see `devinterp_ui.segments`) that the kernel updates."""
+    estimator = PlainGradient(model, shared.layout.sampled, source, loss_fn, device)
+    weights, views = kernel.master_weights(shared.layout.pack(model))
+    return ChainGroup(
+        [index],
+        estimator,
+        shared.layout,
+        shared,
+        [weights],
+        [views],
+        [feed],
+        [noise_seed],
+        hyper,
+        grad_accum,
+        device,
+        init_noise,
+    )

@@ -14,8 +14,9 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-SAMPLING_METHODS = ("sgmcmc_sgld", "rmsprop_sgld")
+SAMPLING_METHODS = ("sgmcmc_sgld", "rmsprop_sgld", "sgnht")
 RMSPROP_DEFAULTS = {"eps": 0.1, "alpha": 0.99}
+SGNHT_DEFAULTS = {"diffusion_factor": 0.01}
 
 
 def setting(default: Any, doc: str, *, kind: str, group: str = "advanced", **bounds: Any):
@@ -124,6 +125,8 @@ class SamplerConfig:
 
     def method_kwargs(self) -> dict[str, float]:
         """The update rule's own arguments, aliases resolved and defaults filled in."""
+        if self.sampling_method == "sgnht":
+            return {**SGNHT_DEFAULTS, **(self.sampling_method_kwargs or {})}
         if self.sampling_method != "rmsprop_sgld":
             return {}
         kwargs = dict(RMSPROP_DEFAULTS)
@@ -174,7 +177,9 @@ class SamplerConfig:
                     f"{alias} and sampling_method_kwargs[{key!r}] both set the same value; "
                     "set only one of them."
                 )
-        allowed = set(RMSPROP_DEFAULTS) if self.sampling_method == "rmsprop_sgld" else set()
+        allowed = {"rmsprop_sgld": set(RMSPROP_DEFAULTS), "sgnht": set(SGNHT_DEFAULTS)}.get(
+            self.sampling_method, set()
+        )
         unknown = sorted(set(kwargs) - allowed)
         if unknown:
             return (
@@ -183,6 +188,9 @@ class SamplerConfig:
             )
         if "eps" in kwargs and not _is_real(kwargs["eps"], gt=0):
             return f"sampling_method_kwargs['eps'] must be a finite number > 0 (got {kwargs['eps']!r})."
+        factor = kwargs.get("diffusion_factor")
+        if factor is not None and not _is_real(factor, gt=0):
+            return f"sampling_method_kwargs['diffusion_factor'] must be a finite number > 0 (got {factor!r})."
         if "alpha" in kwargs and not _is_real(kwargs["alpha"], ge=0, lt=1):
             return f"sampling_method_kwargs['alpha'] must be in [0, 1) (got {kwargs['alpha']!r})."
         return None

@@ -1,5 +1,9 @@
 """Executes a validated run: steps chains on a schedule and streams rows to the store.
 
+The schedule (`devinterp_ui.schedules`) says which `ChainGroup` steps when; each group steps
+its chains through the kernel (`devinterp_ui.kernel`); this module reads the steps back one
+step late and records their rows (`_record`), progress and faults.
+
 `sample()` prepares a `RunPlan` (inputs checked, store created); `execute()` does the compute.
 Faults follow STORE.md: a chain with a non-finite loss stops alone and is marked failed; an
 exception or KeyboardInterrupt marks the run failed/stopped after flushing what was written.
@@ -8,7 +12,6 @@ exception or KeyboardInterrupt marks the run failed/stopped after flushing what 
 from __future__ import annotations
 
 import contextlib
-import copy
 import threading
 import time
 import traceback
@@ -20,22 +23,24 @@ import torch
 from tqdm.auto import tqdm
 
 from devinterp_ui.chain import (
-    Chain,
+    ChainGroup,
     Observable,
     PendingObservation,
     PendingStep,
     SharedSegments,
     StepOutcome,
+    plain_group,
 )
 from devinterp_ui.config import SamplerConfig
 from devinterp_ui.data import BatchFeed, DataSource
 from devinterp_ui.losses import LossFn
+from devinterp_ui.schedules import CHAIN_DONE, CHAIN_SCHEDULES, rounds
 from devinterp_ui.sgld import SGLDHyper
 from devinterp_ui.store.progress import COMPLETED, FAILED, RUNNING, STOPPED, RunProgress
 from devinterp_ui.store.writer import StoreWriter
-from devinterp_ui.vectorized import VectorizedChains
+from devinterp_ui.vectorized import vectorized_group
 
-CHAIN_SCHEDULES = ("lockstep", "sequential", "vectorized")
+__all__ = ["CHAIN_SCHEDULES", "RunPlan", "Runner", "StepSummary", "hyper_of"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,7 @@ class Runner:
         # been launched, so the device never waits for the host (see host_copy.py).
         self._pending: deque[tuple[int, int, PendingStep, Callable | None]] = deque()
         self._lag = self.cfg.num_chains if plan.chain_schedule == "vectorized" else 1
+        self._shared: SharedSegments | None = None  # what the plain groups share
         self.bar = tqdm(
             total=self.cfg.num_chains * self.cfg.total_steps,
             disable=not plan.progress_bar,
@@ -128,12 +134,7 @@ class Runner:
     def execute(self) -> RunProgress:
         progress = self.plan.progress
         try:
-            schedules = {
-                "lockstep": self._lockstep,
-                "sequential": self._sequential,
-                "vectorized": self._vectorized,
-            }
-            schedules[self.plan.chain_schedule]()
+            self._run_schedule()
             self._resolve(keep=0)
         except BaseException as exc:
             with contextlib.suppress(Exception):  # the first error is the one to report
@@ -157,92 +158,78 @@ class Runner:
             self.plan.writer.close()  # ends the writer thread; everything has landed
         return progress
 
-    def _lockstep(self) -> None:
-        shared = SharedSegments.of(self.plan.model, self.plan.sampled)
-        chains = [
-            self._chain(c, copy.deepcopy(self.plan.model), shared)
-            for c in range(self.cfg.num_chains)
-        ]
-        for step in range(self.cfg.total_steps):
-            if self._stop_requested():
-                return self._stop()
-            for chain in chains:
-                if self.active[chain.index]:
-                    self._step(chain, step)
-            self._maybe_flush()
-
-    def _vectorized(self) -> None:
-        cfg = self.cfg
-        chains = VectorizedChains(
-            model=self.plan.model,
-            sampled=self.plan.sampled,
-            feeds=[self.plan.feed(c) for c in range(cfg.num_chains)],
-            source=self.plan.source,
-            loss_fn=self.plan.loss_fn,
-            hyper=self.hyper,
-            noise_seeds=[cfg.init_seed + c for c in range(cfg.num_chains)],
-            grad_accum=cfg.gradient_accumulation_steps,
-            device=self.plan.device,
-            shared_batches=cfg.match_sampling_input_ids_across_chains,
-            init_noise=cfg.init_noise,
+    def _run_schedule(self) -> None:
+        if self.plan.chain_schedule != "vectorized":
+            # Packed before any copy is made: the copies and the sequential schedule's saved
+            # state then share the packed storage instead of holding the unpacked one.
+            self._shared = SharedSegments.of(self.plan.model, self.plan.sampled)
+        items = rounds(
+            self.plan.chain_schedule,
+            self.plan.model,
+            self.cfg.num_chains,
+            self.cfg.total_steps,
+            self._build,
+            self.active,
         )
-        for step in range(cfg.total_steps):
+        for item in items:
+            if item is CHAIN_DONE:
+                self._resolve(keep=0)
+                self._flush()
+                continue
             if self._stop_requested():
                 return self._stop()
-            pending = chains.step(cfg.save_metrics, self.active)
-            # Every chain's observables in one batched pass, after every chain's update.
-            observed = (
-                chains.observe(self.plan.observables, cfg.batch_size) if cfg.is_draw(step) else None
-            )
-            for c, out in enumerate(pending):
-                if self.active[c]:
-                    self._launched(
-                        c, step, out, observed and (lambda c=c, o=observed: o.resolve(c))
-                    )
+            for group in item.groups:
+                # Checked again here: reading back the previous step may have ended a chain.
+                if any(self.active[c] for c in group.chains):
+                    self._step(group, item.step)
             self._maybe_flush()
 
-    def _sequential(self) -> None:
-        shared = SharedSegments.of(self.plan.model, self.plan.sampled)
-        work = copy.deepcopy(self.plan.model)
-        checkpoint = self.plan.model.state_dict()
-        for c in range(self.cfg.num_chains):
-            work.load_state_dict(checkpoint)
-            chain = self._chain(c, work, shared)
-            for step in range(self.cfg.total_steps):
-                if self._stop_requested():
-                    return self._stop()
-                if not self.active[c]:
-                    break
-                self._step(chain, step)
-                self._maybe_flush()
-            self._resolve(keep=0)
-            self._flush()
-
-    def _chain(self, c: int, model: torch.nn.Module, shared: SharedSegments) -> Chain:
-        return Chain(
+    def _build(self, chains: list[int], model: torch.nn.Module) -> ChainGroup:
+        """The group of `chains` on `model` (a private copy, or the checkpoint to stack)."""
+        cfg, plan = self.cfg, self.plan
+        if plan.chain_schedule == "vectorized":
+            return vectorized_group(
+                chains=chains,
+                model=model,
+                sampled=plan.sampled,
+                feeds=[plan.feed(c) for c in chains],
+                source=plan.source,
+                loss_fn=plan.loss_fn,
+                hyper=self.hyper,
+                noise_seeds=[cfg.init_seed + c for c in chains],
+                grad_accum=cfg.gradient_accumulation_steps,
+                device=plan.device,
+                shared_batches=cfg.match_sampling_input_ids_across_chains,
+                init_noise=cfg.init_noise,
+            )
+        (c,) = chains
+        return plain_group(
             index=c,
             model=model,
-            shared=shared,
-            feed=self.plan.feed(c),
-            source=self.plan.source,
-            loss_fn=self.plan.loss_fn,
+            shared=self._shared,
+            feed=plan.feed(c),
+            source=plan.source,
+            loss_fn=plan.loss_fn,
             hyper=self.hyper,
-            noise_seed=self.cfg.init_seed + c,
-            grad_accum=self.cfg.gradient_accumulation_steps,
-            device=self.plan.device,
-            init_noise=self.cfg.init_noise,
+            noise_seed=cfg.init_seed + c,
+            grad_accum=cfg.gradient_accumulation_steps,
+            device=plan.device,
+            init_noise=cfg.init_noise,
         )
 
     # --- one step ----------------------------------------------------------------------------
 
-    def _step(self, chain: Chain, step: int) -> None:
-        out = chain.step(with_metrics=self.cfg.save_metrics)
+    def _step(self, group: ChainGroup, step: int) -> None:
+        pending = group.step(self.cfg.save_metrics, self.active)
+        # Every chain's observables in one pass (batched, vectorized), after every update.
         observed: PendingObservation | None = (
-            chain.observe(self.plan.observables, self.cfg.batch_size)
+            group.observe(self.plan.observables, self.cfg.batch_size)
             if self.cfg.is_draw(step)
             else None
         )
-        self._launched(chain.index, step, out, observed and observed.resolve)
+        for i, (c, out) in enumerate(zip(group.chains, pending, strict=True)):
+            if self.active[c]:
+                self._launched(c, step, out, observed and (lambda i=i, o=observed: o.resolve(i)))
 
     def _launched(self, c: int, step: int, out: PendingStep, observe: Callable | None) -> None:
         self._pending.append((c, step, out, observe))

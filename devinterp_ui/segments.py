@@ -34,6 +34,26 @@ class Segment:
         return sum(self.numels)
 
 
+def segment_runs(tensors: list[torch.Tensor], max_numel: int = SEGMENT_NUMEL) -> list[list[int]]:
+    """Indices into `tensors` grouped into segments: runs of consecutive tensors of one dtype
+    and device with at most `max_numel` entries together (a larger tensor alone). The public
+    optimizers (devinterp_ui.optim) draw their noise over the same runs, so they consume a
+    generator exactly as `sample()`'s chains do."""
+    runs: list[list[int]] = []
+    size = 0
+    for i, t in enumerate(tensors):
+        if runs:
+            last = tensors[runs[-1][-1]]
+            same_kind = (last.dtype, last.device) == (t.dtype, t.device)
+            if same_kind and size + t.numel() <= max_numel:
+                runs[-1].append(i)
+                size += t.numel()
+                continue
+        runs.append([i])
+        size = t.numel()
+    return runs
+
+
 class SegmentLayout:
     """How the parameters named in `sampled` of `model` (and of every copy of it) are packed."""
 
@@ -46,19 +66,9 @@ class SegmentLayout:
         named = dict(model.named_parameters())
         self.sampled = sampled
         self.segments: list[Segment] = []
-        run: list[str] = []
-        for name in sampled:
-            p = named[name]
-            if run:
-                last = named[run[-1]]
-                same_kind = (last.dtype, last.device) == (p.dtype, p.device)
-                fits = sum(named[n].numel() for n in run) + p.numel() <= max_numel
-                if not (same_kind and fits):
-                    self._close(run, named)
-                    run = []
-            run.append(name)
-        if run:
-            self._close(run, named)
+        names = list(sampled)
+        for run in segment_runs([named[n] for n in names], max_numel):
+            self._close([names[i] for i in run], named)
 
     def _close(self, names: list[str], named: dict[str, torch.nn.Parameter]) -> None:
         params = [named[n] for n in names]

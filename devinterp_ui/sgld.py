@@ -10,7 +10,9 @@ m the mask (1 where the entry is sampled), xi ~ N(0, I) and G the preconditioner
            + m sqrt(lr G) noise_level xi
     w <- clamp(w, w0 - b, w0 + b)       when bounding_box_size b is set
 
-Nothing here knows about models, data or storage: tests drive it with hand-made tensors.
+(SGNHT, with momentum and a thermostat, is in `devinterp_ui.sgnht`.) Nothing here knows about
+models, data or storage: tests drive it with hand-made tensors. `devinterp_ui.kernel` calls these
+for `sample()`'s chains, and `devinterp_ui.optim` for the public optimizers.
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ class SGLDHyper:
     method: str = "sgmcmc_sgld"
     eps: float = 0.1
     alpha: float = 0.99
+    diffusion_factor: float = 0.01  # sgnht only
+
+    @property
+    def drift_factor(self) -> float:
+        """What multiplies the drift (n_beta g + prior terms) in one step: lr/2 for the
+        Langevin rules, lr for SGNHT (it kicks the momentum; see devinterp_ui.sgnht)."""
+        return self.lr if self.method == "sgnht" else self.lr / 2
 
 
 @dataclass
@@ -53,14 +62,19 @@ class ParamSlot:
     """A tensor of sampled weights of one chain (a segment of several parameters, see
     `devinterp_ui.segments`, or a single one): the weights, updated in place, and fixed companions.
 
-    w: the chain's live tensor. w0: the checkpoint value. mask: float 0/1 tensor or None (all
-    entries sampled). v: rmsprop's running mean of g^2 (None for plain SGLD).
+    w: the chain's live tensor (float32 or wider: the master copy when the model computes in
+    bf16/fp16). w0: the checkpoint value. mask: float 0/1 tensor or None (all entries sampled).
+    v: rmsprop's running mean of g^2 (None otherwise). p: SGNHT's momentum (None otherwise).
+    view: the model's own low-precision tensor, refreshed from w after every update by the
+    kernel (None when the model computes on w itself).
     """
 
     w: torch.Tensor
     w0: torch.Tensor
     mask: torch.Tensor | None = None
     v: torch.Tensor | None = None
+    p: torch.Tensor | None = None
+    view: torch.Tensor | None = None
 
 
 def make_slots(
@@ -68,17 +82,21 @@ def make_slots(
     anchors: list[torch.Tensor],
     masks: list[torch.Tensor | None],
     method: str,
+    views: list[torch.Tensor | None] | None = None,
 ) -> list[ParamSlot]:
     """One chain's slots: its live `weights[i]`, the checkpoint `anchors[i]`, 0/1 masks of the
-    weights' dtype and device (or None), rmsprop state starting at 0."""
+    weights' dtype and device (or None), rmsprop state starting at 0, the model's low-precision
+    `views[i]` (or None). SGNHT's momentum is drawn by `devinterp_ui.sgnht.init_momentum`."""
+    views = views or [None] * len(weights)
     return [
         ParamSlot(
             w=w,
             w0=w0,
             mask=None if mask is None else mask.to(device=w.device, dtype=w.dtype),
             v=torch.zeros_like(w) if method == "rmsprop_sgld" else None,
+            view=view,
         )
-        for w, w0, mask in zip(weights, anchors, masks, strict=True)
+        for w, w0, mask, view in zip(weights, anchors, masks, views, strict=True)
     ]
 
 
@@ -210,7 +228,7 @@ class StepMetrics:
         def dot(a: str, b: str) -> float:
             return gram[i[a]][i[b]] if a in i and b in i else 0.0
 
-        half = hp.lr / 2
+        half = hp.drift_factor
         c_grad = half * hp.n_beta
         c_loc = half * hp.localization
         c_wd = half  # the wd vector already carries lambda

@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from devinterp_ui.store import progress as marker
-
-IDLE, RUNNING, STOPPING = "idle", "running", "stopping"
-STOPPED, COMPLETED, FAILED = marker.STOPPED, marker.COMPLETED, marker.FAILED
-JOB_STATES = (IDLE, RUNNING, STOPPING, STOPPED, COMPLETED, FAILED)
-FINISHED_STATES = (STOPPED, COMPLETED, FAILED)
+# The names come from devinterp_ui.store.progress, the one home of status names.
+from devinterp_ui.store.progress import (  # noqa: F401 - re-exported for job.py and callers
+    COMPLETED,
+    FAILED,
+    IDLE,
+    JOB_STATES,
+    RUNNING,
+    STOPPED,
+    STOPPING,
+)
+from devinterp_ui.store.progress import JOB_FINISHED_STATES as FINISHED_STATES  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -1,33 +1,38 @@
-"""The progress marker as a reader sees it: read safely while it is rewritten, and judged alive.
+"""The progress marker as a reader sees it: the recorded status judged against the writer's
+signs of life (its process, its heartbeat).
 
-The writer keeps the marker in the root attribute `progress` (format in
-`devinterp_ui.store.progress`). A reader in another thread or process reads the root `zarr.json`
-itself, once per poll: Zarr's own group object caches attributes, and the marker is the only
-thing that changes after the store is created.
+Status names, `read_root_attrs` and `MarkerUnreadable` live in `devinterp_ui.store.progress`
+(re-exported here for old imports); the heartbeat in `devinterp_ui.store.liveness`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from devinterp_ui.store.progress import COMPLETED, FAILED, RUNNING, STOPPED
+from devinterp_ui.store.liveness import HEARTBEAT_TIMEOUT, writer_alive
+from devinterp_ui.store.progress import (
+    COMPLETED,
+    FINISHED_STATUSES,
+    KILLED,
+    READER_STATUSES,
+    RUNNING,
+    STALE,
+    STARTING,
+    MarkerUnreadable,
+    read_root_attrs,
+)
 
-# Statuses a reader adds to the writer's own (running / stopped / failed / completed).
-STARTING = "starting"  # the store exists but has no marker yet: inputs checked, init loss computed
-KILLED = "killed"  # the marker says running, but the writing process on this host is gone
-STALE = "stale"  # the marker says running but has not changed for `stale_after` seconds
-READER_STATUSES = (STARTING, RUNNING, STOPPED, FAILED, COMPLETED, KILLED, STALE)
-FINISHED_STATUSES = (STOPPED, FAILED, COMPLETED, KILLED)
-
-
-class MarkerUnreadable(RuntimeError):
-    """The root metadata could not be parsed, even after retries (not a sample store?)."""
+__all__ = [
+    "FINISHED_STATUSES",
+    "READER_STATUSES",
+    "MarkerUnreadable",
+    "StoreStatus",
+    "read_root_attrs",
+    "status_from_attrs",
+    "writer_alive",
+]
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,9 @@ class StoreStatus:
     completed: the root attribute `completed` is 1 (every row landed).
     updated_at, started_at: unix seconds of the writer's last marker write and run start.
     pid, host: the writing process; writer_alive: True/False when it can be told, else None.
+    heartbeat_age: seconds since the writer's thread last touched the heartbeat (None for
+        stores without one).
+    note: one line saying why a reader-inferred status (killed, stale) was chosen, else None.
     """
 
     status: str
@@ -60,6 +68,8 @@ class StoreStatus:
     pid: int | None = None
     host: str | None = None
     writer_alive: bool | None = None
+    heartbeat_age: float | None = None
+    note: str | None = None
 
     @property
     def num_chains(self) -> int:
@@ -71,41 +81,22 @@ class StoreStatus:
         return self.status in FINISHED_STATUSES
 
 
-def read_root_attrs(path: Path, retries: int = 20, pause: float = 0.005) -> dict[str, Any]:
-    """The root attributes of the store at `path`.
-
-    Zarr writes `zarr.json` to a temporary file and renames it, so a half-written file should
-    never be seen; other writers or filesystems may not be so careful, so an unparsable read is
-    retried `retries` times before raising MarkerUnreadable. FileNotFoundError when there is no
-    store at `path`.
-    """
-    meta = path / "zarr.json"
-    last: Exception | None = None
-    for attempt in range(retries + 1):
-        try:
-            with meta.open("rb") as f:
-                return json.loads(f.read()).get("attributes", {}) or {}
-        except FileNotFoundError:
-            if not path.exists():
-                raise
-            last = None  # mid-rename on a filesystem without atomic replace: try again
-        except (OSError, ValueError) as exc:
-            last = exc
-        if attempt < retries:
-            time.sleep(pause)
-    raise MarkerUnreadable(f"cannot parse {meta} after {retries + 1} reads: {last}")
-
-
 def status_from_attrs(
     attrs: dict[str, Any],
     shape_rows: tuple[int, int, int] | None,
     stale_after: float,
     now: float | None = None,
+    heartbeat_age: float | None = None,
+    heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
 ) -> StoreStatus:
     """Judge the run from its root attributes.
 
     shape_rows: (num_chains, total_steps, total_draws) from the array shapes, used for stores
     without a marker (a completed devinterp 2.x store counts as wholly written).
+    A marker that says running becomes `killed` when its process on this host is gone, and
+    `stale` when the heartbeat is older than `heartbeat_timeout` (the writer thread died or
+    hung, or the process is paused or on another host and gone) or, for stores without a
+    heartbeat, when the marker itself has not changed for `stale_after` seconds.
     """
     completed = attrs.get("completed") == 1
     marker = attrs.get("progress")
@@ -129,13 +120,22 @@ def status_from_attrs(
     updated_at = marker.get("updated_at")
     recorded = marker["status"]
     alive = writer_alive(pid, host)
-    status = recorded
+    status, note = recorded, None
     if recorded == RUNNING:
         age = (now if now is not None else time.time()) - float(updated_at or 0.0)
         if alive is False:
             status = KILLED
-        elif age > stale_after:
+            note = f"the writing process {pid} on {host} is gone"
+        elif heartbeat_age is not None and heartbeat_age > heartbeat_timeout:
             status = STALE
+            note = (
+                f"no heartbeat from the writer (process {pid} on {host}) for "
+                f"{heartbeat_age:.0f} s: its writer thread died or hung, or the process is "
+                "paused"
+            )
+        elif heartbeat_age is None and age > stale_after:
+            status = STALE
+            note = f"the progress marker has not changed for {age:.0f} s"
     return StoreStatus(
         status=status,
         recorded_status=recorded,
@@ -152,31 +152,6 @@ def status_from_attrs(
         pid=pid,
         host=host,
         writer_alive=alive,
+        heartbeat_age=heartbeat_age,
+        note=note,
     )
-
-
-def writer_alive(pid: Any, host: Any) -> bool | None:
-    """Whether process `pid` on `host` still runs; None when that cannot be told from here."""
-    if not isinstance(pid, int) or host != socket.gethostname():
-        return None
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: it exists
-    except OSError:
-        return None
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    """A killed child its parent has not reaped yet still answers kill(pid, 0) (Linux only)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # The state letter follows the parenthesised command name, which may hold spaces.
-    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]

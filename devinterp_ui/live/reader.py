@@ -3,15 +3,17 @@
 Each `read_new()` reads the progress marker first, then only the rows that marker declares
 written and this reader has not returned yet, straight from the Zarr arrays. So a poll never
 returns a partial row, and its cost grows with the new rows, not with the run's length (at most
-one extra chunk per chain and array is decoded). The running LLC is kept as running sums.
+one extra chunk per chain and array is decoded). The running LLC comes from the package's one
+estimator (`devinterp_ui.analysis.llc.running_llc`, which `compute_llc` uses too), continued
+from the sums of the rows read before, so it ends at the number `compute_llc` gives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,51 +22,21 @@ import xarray as xr
 import zarr
 from zarr.core.sync import sync  # the bridge to Zarr's I/O loop that zarr.Array itself uses
 
-from devinterp_ui.live.marker import (
-    MarkerUnreadable,
-    StoreStatus,
-    read_root_attrs,
-    status_from_attrs,
-)
+from devinterp_ui.analysis.llc import initial_loss, running_llc
+from devinterp_ui.live.marker import StoreStatus, status_from_attrs
+from devinterp_ui.live.new_rows import NewRows, empty_draws, empty_steps
 from devinterp_ui.sgld import METRIC_NAMES
+from devinterp_ui.store.cleanup import remove_partial_files
+from devinterp_ui.store.liveness import HEARTBEAT_TIMEOUT, HeartbeatWatch
+from devinterp_ui.store.progress import KILLED, MarkerUnreadable, read_root_attrs
 
 STEP_LOSS = "sampling_loss_micro"  # (chain, step, batch_sampling, token_pos)
 DRAW_LOSS = "sampling_loss"  # (chain, draw, batch, token_pos)
 
+__all__ = ["NewRows", "StoreReader", "wait_for_store"]
+
 # Chains sharing one new row range [start, stop), read together: (chains, start, stop).
 Range = tuple[list[int], int, int]
-
-
-@dataclass(frozen=True)
-class NewRows:
-    """What one `read_new()` call found: rows no earlier call returned, in long form.
-
-    steps: Dataset over dim `row`, one row per new (chain, step), sorted by chain then step.
-        coords  chain(row) int64, step(row) int64
-        loss(row)   float64  mean sampling loss of that step: mean of `sampling_loss_micro`
-                             over batch_sampling and token_pos (nats per token / per sample)
-        llc(row)    float64  the chain's running LLC after that step:
-                             n_beta * (mean of `loss` over steps num_burnin_steps..step
-                             - mean of the chain's init_loss); NaN during burn-in
-        metrics_{name}(row) float32  one per SGLD diagnostic, when the run saves metrics
-                                     (those chosen with `StoreReader(metrics=...)`)
-    draws: Dataset over dim `row`, one row per new (chain, draw), sorted by chain then draw.
-        coords  chain(row), draw(row), step(row) (the step the draw was taken after)
-        loss_{obs}(row) float64  mean loss of observable `obs` (store name) over its rows and
-                                 token_pos at that draw
-    status: the marker snapshot the rows were bounded by.
-
-    `ds.set_index(row=["chain", "step"]).unstack("row")` turns either table into a
-    (chain, step) / (chain, draw) grid; `ds.to_dataframe()` gives columns for streaming plots.
-    """
-
-    steps: xr.Dataset
-    draws: xr.Dataset
-    status: StoreStatus
-
-    @property
-    def empty(self) -> bool:
-        return self.steps.sizes.get("row", 0) == 0 and self.draws.sizes.get("row", 0) == 0
 
 
 class StoreReader:
@@ -76,8 +48,13 @@ class StoreReader:
     metrics: which SGLD diagnostics `read_new()` returns, when the run saved them: True (all),
         False (none), or names from `devinterp_ui.sgld.METRIC_NAMES` ("noise", "distance", ...).
         Each is its own array, so every metric adds one chunk read per chain to a poll.
-    stale_after: seconds without a marker update after which a run that says "running" is
-        reported "stale" (for writers whose liveness cannot be checked, e.g. on another host).
+    heartbeat_timeout: seconds without a heartbeat from the writer after which a run that
+        says "running" is reported "stale" (its writer thread died or hung; see
+        devinterp_ui.store.liveness).
+    stale_after: the same for stores without a heartbeat file, judged on marker updates.
+
+    The first poll that finds the writer killed (or the run completed) removes the temporary
+    `*.partial` files a killed writer left inside the store.
 
     Raises FileNotFoundError when `path` holds no Zarr store, ValueError for unknown metrics.
     """
@@ -88,6 +65,7 @@ class StoreReader:
         *,
         metrics: bool | Iterable[str] = True,
         stale_after: float = 300.0,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     ):
         self.path = Path(path)
         if not (self.path / "zarr.json").is_file():
@@ -97,14 +75,17 @@ class StoreReader:
             )
         self.metrics = _metric_names(metrics)
         self.stale_after = float(stale_after)
+        self.heartbeat_timeout = float(heartbeat_timeout)
         self._attrs: dict[str, Any] = {}
         self._last_status: StoreStatus | None = None
         self._arrays: dict[str, zarr.Array] | None = None
         self._steps_read: np.ndarray | None = None  # (chain,) rows already returned
         self._draws_read: np.ndarray | None = None
-        self._llc_sum: np.ndarray | None = None  # (chain,) sum of post-burn-in step losses
-        self._llc_count: np.ndarray | None = None
-        self._init_mean: np.ndarray | None = None  # (chain,) mean init_loss, once written
+        self._trace: np.ndarray | None = None  # (chain, total_steps) step losses read, else NaN
+        self._carry: tuple[np.ndarray, np.ndarray] | None = None  # per chain (sum, count)
+        self._init: np.ndarray | None = None  # (chain, token_pos) init_loss as stored, once read
+        self._swept = False  # the temporary files of a dead writer are removed (once)
+        self._heartbeat = HeartbeatWatch(self.path)
 
     # --- what the run is -------------------------------------------------------------------
 
@@ -148,7 +129,17 @@ class StoreReader:
         # Only a marker-less store that says completed (e.g. devinterp 2.x) is sized from its arrays.
         bare = "progress" not in attrs and attrs.get("completed") == 1
         shape_rows = self._shape_rows() if bare else None
-        self._last_status = status_from_attrs(attrs, shape_rows, self.stale_after)
+        self._last_status = status_from_attrs(
+            attrs,
+            shape_rows,
+            self.stale_after,
+            heartbeat_age=self._heartbeat.age(),
+            heartbeat_timeout=self.heartbeat_timeout,
+        )
+        if not self._swept and (self._last_status.status == KILLED or attrs.get("completed") == 1):
+            with contextlib.suppress(OSError):
+                remove_partial_files(self.path, attrs)
+            self._swept = True
         return self._last_status, True
 
     # --- new rows ------------------------------------------------------------------------------
@@ -160,17 +151,16 @@ class StoreReader:
         """
         snap, fresh = self._poll()
         if not fresh or snap.num_chains == 0 or not self._open(snap):
-            return NewRows(_empty_steps(), _empty_draws(), snap)
+            return NewRows(empty_steps(), empty_draws(), snap)
         steps_to = np.asarray(snap.steps_written, dtype=np.int64)
         draws_to = np.asarray(snap.draws_written, dtype=np.int64)
         step_ranges = _ranges(self._steps_read, steps_to)
         draw_ranges = _ranges(self._draws_read, draws_to)
         step_names = [n for n in self._arrays if n == STEP_LOSS or n.startswith("metrics_")]
         draw_names = [f"loss_{o}" for o in self.observables]
-        if step_ranges and self._init_mean is None:
+        if step_ranges and self._init is None:
             # init_loss lands before any step row, but possibly after the first marker.
-            init = np.asarray(self._arrays["init_loss"][...], dtype=np.float64)
-            self._init_mean = init.reshape(snap.num_chains, -1).mean(axis=1)
+            self._init = np.asarray(self._arrays["init_loss"][...])
         wanted = {n: step_ranges for n in step_names if step_ranges}
         wanted.update({n: draw_ranges for n in draw_names if draw_ranges})
         means = self._row_means(wanted) if wanted else {}
@@ -186,8 +176,34 @@ class StoreReader:
         if self._steps_read is not None:
             self._steps_read[:] = 0
             self._draws_read[:] = 0
-            self._llc_sum[:] = 0.0
-            self._llc_count[:] = 0
+            self._trace[:] = np.nan
+            self._carry[0][:] = 0.0
+            self._carry[1][:] = 0.0
+
+    @property
+    def init_loss(self) -> float | None:
+        """L_n(w0), the initial loss averaged over chains and positions as the LLC uses it;
+        None until a `read_new()` has found step rows (init_loss lands before them)."""
+        return None if self._init is None else initial_loss(self._init)
+
+    def accumulated(self) -> xr.Dataset:
+        """Every step row the reader has returned so far, as `compute_llc` and the diagnostics
+        take it: `loss_trace` (chain, step) float64, the `loss` of each step row (NaN where not
+        read yet; steps 0..the furthest step read), `init_loss` (chain, token_pos) as stored,
+        and the store's root attrs (metadata with n_beta and num_burnin_steps). Before any step
+        row: a `loss_trace` with no steps and no `init_loss`.
+
+        `compute_llc(reader.accumulated())` is the live LLC, per chain and pooled, by the same
+        function as the finished tree's.
+        """
+        if self._trace is None:
+            trace = np.zeros((0, 0))
+        else:
+            trace = self._trace[:, : int(self._steps_read.max(initial=0))]
+        data = {"loss_trace": (("chain", "step"), trace.copy())}
+        if self._init is not None:
+            data["init_loss"] = (("chain", "token_pos"), self._init.reshape(len(trace), -1))
+        return xr.Dataset(data, attrs=dict(self._attrs))
 
     def _open(self, snap: StoreStatus) -> bool:
         """Open the arrays once the writer has created them all (True), else False."""
@@ -206,14 +222,14 @@ class StoreReader:
         num_chains = snap.num_chains
         self._steps_read = np.zeros(num_chains, dtype=np.int64)
         self._draws_read = np.zeros(num_chains, dtype=np.int64)
-        self._llc_sum = np.zeros(num_chains, dtype=np.float64)
-        self._llc_count = np.zeros(num_chains, dtype=np.int64)
+        self._trace = np.full((num_chains, int(arrays[STEP_LOSS].shape[1])), np.nan)
+        self._carry = (np.zeros(num_chains), np.zeros(num_chains))  # running_llc's sums
         self._arrays = arrays
         return True
 
     def _steps_table(self, ranges: list[Range], means: dict[str, np.ndarray]) -> xr.Dataset:
         if not ranges:
-            return _empty_steps()
+            return empty_steps()
         chain, step, order = _row_coords(ranges)
         loss = means[STEP_LOSS][order]
         data = {"loss": ("row", loss), "llc": ("row", self._running_llc(chain, step, loss))}
@@ -224,7 +240,7 @@ class StoreReader:
 
     def _draws_table(self, ranges: list[Range], means: dict[str, np.ndarray]) -> xr.Dataset:
         if not ranges:
-            return _empty_draws(self.observables)
+            return empty_draws(self.observables)
         chain, draw, order = _row_coords(ranges)
         cfg = self.config
         step = int(cfg.get("num_burnin_steps", 0)) + draw * int(cfg.get("num_steps_bw_draws", 1))
@@ -261,19 +277,24 @@ class StoreReader:
         return {name: np.concatenate(p) for name, p in parts.items()}
 
     def _running_llc(self, chain: np.ndarray, step: np.ndarray, loss: np.ndarray) -> np.ndarray:
-        """Per row, n_beta * (running mean of post-burn-in step loss - mean init_loss)."""
-        burnin = int(self.config.get("num_burnin_steps", 0))
-        n_beta = float(self.config.get("n_beta", np.nan))
+        """Per new row, the chain's running LLC after that step, by `running_llc` (the estimator
+        of `compute_llc`) continued from the sums of the rows read before."""
+        self._trace[chain, step] = loss
+        init = initial_loss(self._init)
         llc = np.full(loss.shape, np.nan)
         for c in np.unique(chain):
-            rows = np.flatnonzero((chain == c) & (step >= burnin))
-            if rows.size == 0:
-                continue
-            sums = self._llc_sum[c] + np.cumsum(loss[rows])
-            counts = self._llc_count[c] + np.arange(1, rows.size + 1)
-            llc[rows] = n_beta * (sums / counts - self._init_mean[c])
-            self._llc_sum[c] = sums[-1]
-            self._llc_count[c] = counts[-1]
+            rows = np.flatnonzero(chain == c)  # contiguous steps, sorted
+            start = int(step[rows[0]])
+            running, carry = running_llc(
+                loss[rows][None, :],
+                init_loss=init,
+                n_beta=float(self.config.get("n_beta", np.nan)),
+                num_burnin_steps=int(self.config.get("num_burnin_steps", 0)),
+                start=start,
+                carry=(self._carry[0][c : c + 1], self._carry[1][c : c + 1]),
+            )
+            llc[rows] = running[0]
+            self._carry[0][c], self._carry[1][c] = carry[0][0], carry[1][0]
         return llc
 
     def _shape_rows(self) -> tuple[int, int, int] | None:
@@ -324,22 +345,6 @@ def _row_coords(ranges: list[Range]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     chain, index = np.concatenate(chain), np.concatenate(index)
     order = np.lexsort((index, chain))
     return chain[order], index[order], order
-
-
-def _empty_steps() -> xr.Dataset:
-    empty = np.zeros(0, dtype=np.int64)
-    return xr.Dataset(
-        {"loss": ("row", np.zeros(0)), "llc": ("row", np.zeros(0))},
-        coords={"chain": ("row", empty), "step": ("row", empty)},
-    )
-
-
-def _empty_draws(observables: list[str] = ()) -> xr.Dataset:
-    empty = np.zeros(0, dtype=np.int64)
-    return xr.Dataset(
-        {f"loss_{o}": ("row", np.zeros(0)) for o in observables},
-        coords={"chain": ("row", empty), "draw": ("row", empty), "step": ("row", empty)},
-    )
 
 
 def wait_for_store(path: str | Path, timeout: float, poll: float = 0.05) -> StoreReader:

@@ -1,7 +1,13 @@
-"""The live progress marker: root attribute `progress` of a store.
+"""The live progress marker (root attribute `progress`), its status names, and reading it.
+
+This module is the one home of the status names and of `read_root_attrs`: the writer, the
+reader, `SamplingJob` and the dashboard all import them from here.
 
 Written after the data it describes (never before), in one atomic write of the root metadata,
 so a reader that trusts only rows below `steps_written`/`draws_written` never sees a partial row.
+Rows beyond those counts may exist on disk (a writer killed between a chunk write and the
+marker write, or a failed write): the marker is the truth, and `compute_llc`, `StoreReader` and
+`mask_unwritten` ignore such rows (docs/guarantees.md).
 
     progress = {
         "status": "running" | "stopped" | "failed" | "completed",
@@ -20,13 +26,29 @@ so a reader that trusts only rows below `steps_written`/`draws_written` never se
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+# --- status names ------------------------------------------------------------------------------
+# What the writer records, run-level and per chain.
 RUNNING, STOPPED, FAILED, COMPLETED = "running", "stopped", "failed", "completed"
 STATUSES = (RUNNING, STOPPED, FAILED, COMPLETED)
+# What a reader may add when it judges the recorded status (devinterp_ui.live.marker).
+STARTING = "starting"  # the store exists but has no marker yet
+KILLED = "killed"  # the marker says running, but the writing process on this host is gone
+STALE = "stale"  # the marker says running, but the writer gives no sign of life (heartbeat)
+READER_STATUSES = (STARTING, RUNNING, STOPPED, FAILED, COMPLETED, KILLED, STALE)
+# No more rows will appear. `stale` is not among them: a paused writer may come back.
+FINISHED_STATUSES = (STOPPED, FAILED, COMPLETED, KILLED)
+# What a `SamplingJob` (devinterp_ui.live.job) reports: its own two, then the run's.
+IDLE, STOPPING = "idle", "stopping"
+JOB_STATES = (IDLE, RUNNING, STOPPING, STOPPED, COMPLETED, FAILED)
+JOB_FINISHED_STATES = (STOPPED, COMPLETED, FAILED)
 
 
 @dataclass
@@ -85,3 +107,67 @@ class RunProgress:
             data.get("error"),
             float(data.get("started_at", 0.0)),
         )
+
+
+def ended_marker(marker: dict, status: str, error: str | None) -> dict:
+    """`marker` (a `to_json()` dict) ended early with `status` (failed or stopped): the run and
+    every running chain take that status (and `error`), row counts kept (they count only rows
+    known to have landed)."""
+    chains = dict(marker["chains"])
+    statuses = list(chains["status"])
+    errors = list(chains.get("error") or [None] * len(statuses))
+    for i, chain_status in enumerate(statuses):
+        if chain_status == RUNNING:
+            statuses[i], errors[i] = status, error
+    chains["status"], chains["error"] = statuses, errors
+    return {**marker, "status": status, "error": error, "chains": chains, "updated_at": time.time()}
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+class MarkerUnreadable(RuntimeError):
+    """The root metadata could not be parsed, even after retries (not a sample store?)."""
+
+
+def read_root_attrs(path: str | Path, retries: int = 20, pause: float = 0.005) -> dict[str, Any]:
+    """The root attributes of the Zarr v3 store at `path` (its `zarr.json`, read directly:
+    Zarr's group object caches attributes, and the marker changes after creation).
+
+    Zarr writes `zarr.json` to a temporary file and renames it, so a half-written file should
+    never be seen; other writers or filesystems may not be so careful, so an unparsable read is
+    retried `retries` times, `pause` seconds apart, before raising MarkerUnreadable.
+    Raises FileNotFoundError when `path` holds no `zarr.json`.
+    """
+    path = Path(path)
+    meta = path / "zarr.json"
+    last: Exception | None = None
+    for attempt in range(retries + 1):
+        try:
+            with meta.open("rb") as f:
+                attrs = json.loads(f.read()).get("attributes", {}) or {}
+            if not isinstance(attrs, dict):
+                raise ValueError("root attributes are not a mapping")
+            return attrs
+        except FileNotFoundError:
+            if not path.exists() or attempt == retries:
+                raise
+            last = None  # mid-rename on a filesystem without atomic replace: try again
+        except (OSError, ValueError, AttributeError) as exc:
+            last = exc
+        if attempt < retries:
+            time.sleep(pause)
+    raise MarkerUnreadable(f"cannot parse {meta} after {retries + 1} reads: {last}")
+
+
+def rows_written(attrs: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(steps_written, draws_written) per chain from root attributes, or None for a store
+    without a marker (e.g. written by devinterp 2.x: then every row counts)."""
+    marker = attrs.get("progress")
+    if not isinstance(marker, dict):
+        return None
+    chains = marker["chains"]
+    return (
+        tuple(int(n) for n in chains["steps_written"]),
+        tuple(int(n) for n in chains["draws_written"]),
+    )

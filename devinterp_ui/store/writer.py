@@ -13,15 +13,20 @@ the marker, so the ordering guarantee holds. When the thread falls behind, pendi
 a newer copy of a chunk replaces an older one (it holds every row the older one held) and only
 the newest marker is written. `flush(wait=True)`, `drain()`, `set_attrs()` and `close()` return
 once everything handed over is on disk, and raise any error the thread met.
+
+Faults (docs/guarantees.md): the same thread keeps the store's heartbeat (store.liveness) from
+creation to `close()`. When a write fails (a full disk, any exception) the thread rewrites the
+marker as failed, keeping the row counts of the last marker that landed, and ends; if even that
+write fails, the heartbeat stops and readers report the run stale within seconds. Either way
+the next `flush()`/`drain()` raises `StoreWriteError`, as a failed synchronous write
+(`write_whole`, `set_attrs`) does at once, after marking the run failed the same way.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
+import contextlib
 import threading
-import uuid
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,42 +34,22 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BytesCodec, ZstdCodec
 
+from devinterp_ui.store import liveness
 from devinterp_ui.store.chunk_files import ChunkFiles
-from devinterp_ui.store.progress import RunProgress
+from devinterp_ui.store.cleanup import BUILD_HOST, remove_stale_builds
+from devinterp_ui.store.create import create_store
+from devinterp_ui.store.progress import FAILED, STOPPED, RunProgress, ended_marker
 from devinterp_ui.store.schema import ArraySpec
 
-_HOST = socket.gethostname().replace(".", "_")
+_HOST = BUILD_HOST  # kept for callers of the old name
+__all__ = ["StoreWriteError", "StoreWriter", "remove_stale_builds"]
 
 
-def remove_stale_builds(path: Path) -> list[Path]:
-    """Delete the half-built stores beside `path` left by writers that died while creating it.
-
-    A store is built in `.<name>.<host>-<pid>.<random>.building` and renamed into place; a
-    writer killed in between leaves that directory. It is stale when its host is this one and
-    its process is gone; builds of live processes and of other hosts are left alone. Returns
-    what was deleted.
-    """
-    removed = []
-    for candidate in path.parent.glob(f".{path.name}.*.building"):
-        owner = candidate.name[len(path.name) + 2 :].split(".")[0]
-        host, _, pid = owner.rpartition("-")
-        if host != _HOST or not pid.isdigit() or _alive(int(pid)):
-            continue
-        shutil.rmtree(candidate, ignore_errors=True)
-        removed.append(candidate)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
+class StoreWriteError(RuntimeError):
+    """A write to the store failed (the cause is chained: e.g. an OSError with errno ENOSPC
+    for a full disk). The marker says failed where it could still be written; rows written
+    before stay readable."""
 
 
 @dataclass
@@ -86,39 +71,18 @@ class _ChunkWrite:
 
 
 class StoreWriter:
-    """Creates the store at `path` with `schema` and `attrs`, then streams rows into it."""
+    """Creates the store at `path` with `schema` and `attrs`, then streams rows into it.
+
+    Raises StoreConflictError when another writer put a store at `path` while this one was
+    building (two runs started on one path at once): the loser removes its half-built copy.
+    An OSError while building (e.g. a full disk) also leaves nothing behind.
+    """
 
     def __init__(self, path: str | Path, schema: dict[str, ArraySpec], attrs: dict[str, Any]):
         self.path = Path(path)
         self.schema = schema
-        # Built beside the target and renamed into place, so a store at `path` always has
-        # every array, the consolidated metadata and the root attributes from its first moment.
-        remove_stale_builds(self.path)
-        building = self.path.with_name(
-            f".{self.path.name}.{_HOST}-{os.getpid()}.{uuid.uuid4().hex[:8]}.building"
-        )
-        root = zarr.open_group(str(building), mode="w", zarr_format=3)
-        for spec in schema.values():
-            root.create_array(
-                spec.name,
-                shape=spec.shape,
-                chunks=spec.chunks if spec.shape else "auto",
-                dtype=spec.dtype,
-                fill_value=spec.fill_value,
-                dimension_names=spec.dims,
-                # zarr's default, spelled out: ChunkFiles writes row chunks with exactly these.
-                serializer=BytesCodec(),
-                compressors=ZstdCodec(level=0),
-            )
-        root.attrs.update(attrs)
-        with warnings.catch_warnings():
-            # Consolidated metadata is not in the v3 spec yet, but xarray reads it and warns
-            # (and opens slower) without it; the layout never changes after creation.
-            warnings.simplefilter("ignore")
-            zarr.consolidate_metadata(str(building))
-        if self.path.is_dir():
-            self.path.rmdir()  # only ever an empty directory here (see store.cache)
-        os.replace(building, self.path)
+        self.heartbeat_interval = liveness.HEARTBEAT_INTERVAL
+        create_store(self.path, schema, attrs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.root = zarr.open_group(str(self.path), mode="r+")
@@ -138,10 +102,43 @@ class StoreWriter:
         self._closing = False
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        # The last marker known to be on disk: what a failure marker keeps the counts of.
+        self._landed_marker: dict | None = attrs.get("progress")
+        self._last_beat = time.monotonic()
+        # Started now, not at the first flush: it keeps the heartbeat while the caller computes
+        # the initial loss, which can take long on a large model.
+        self._start_thread()
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that stopped the background thread, or None while it is healthy."""
+        return self._error
+
+    def fail(self, error: BaseException | str) -> None:
+        """Mark the run failed with `error` and end the thread, for callers that give up
+        before (or outside) the runner, e.g. when the initial loss raises: see `end`."""
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        self.end(FAILED, text)
+
+    def end(self, status: str, error: str | None = None) -> None:
+        """End the run early with `status` ("failed", or "stopped" for a Stop before the chains
+        ran) and end the thread; the marker keeps the counts of the rows that landed. Never
+        raises for the write itself (the store may be the very thing that failed)."""
+        if status not in (FAILED, STOPPED):
+            raise ValueError(f"end() takes status 'failed' or 'stopped' (got {status!r}).")
+        with self._cond:
+            self._pending_chunks, self._pending_attrs = {}, None
+        try:
+            self.close()
+        except StoreWriteError:
+            return  # the thread has written its own failure marker
+        self._write_ended_marker(status, error)
 
     def write_whole(self, name: str, value: Any) -> None:
-        """Write a whole array at once (inputs, n_beta, init_loss), synchronously."""
-        self.arrays[name][...] = np.asarray(value, dtype=self.schema[name].dtype)
+        """Write a whole array at once (inputs, n_beta, init_loss), synchronously. A failed
+        write (a full disk) marks the run failed, then raises StoreWriteError."""
+        data = np.asarray(value, dtype=self.schema[name].dtype)
+        self._write_now(lambda: self.arrays[name].__setitem__(Ellipsis, data))
 
     def write_row(self, name: str, chain: int, row: int, value: Any) -> None:
         """Stage row `row` of `name` for `chain`; it reaches disk at the next `flush()`."""
@@ -182,7 +179,28 @@ class StoreWriter:
     def set_attrs(self, attrs: dict[str, Any]) -> None:
         """Write root attrs after everything handed over so far has landed (e.g. `completed`)."""
         self.drain()
-        self.root.attrs.update(attrs)
+        self._write_now(lambda: self.root.attrs.update(attrs))
+
+    def _write_now(self, write) -> None:
+        """Run a synchronous write; on failure mark the run failed (as the thread does) and
+        raise StoreWriteError with the cause."""
+        try:
+            write()
+        except Exception as exc:
+            self._stop_thread()
+            self._record_failure(exc)
+            self._raise_error()
+
+    def _stop_thread(self) -> None:
+        """End the background thread without draining (after a failure)."""
+        with self._cond:
+            self._pending_chunks, self._pending_attrs = {}, None
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._closing = False
 
     def drain(self) -> None:
         """Block until every flush handed over is on disk; raise the writer thread's error."""
@@ -194,7 +212,8 @@ class StoreWriter:
         self._raise_error()
 
     def close(self) -> None:
-        """Drain, then end the background thread. The writer can still flush afterwards."""
+        """Drain, then end the background thread (and its heartbeat). The writer can still
+        flush afterwards (a new thread starts)."""
         try:
             self.drain()
         finally:
@@ -216,44 +235,82 @@ class StoreWriter:
             if attrs is not None:
                 self._pending_attrs = {**(self._pending_attrs or {}), **attrs}
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name=f"StoreWriter({self.path.name})", daemon=True
-                )
-                self._thread.start()
+                self._start_thread()
             self._cond.notify_all()
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"StoreWriter({self.path.name})", daemon=True
+        )
+        self._thread.start()
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while not (self._pending_chunks or self._pending_attrs is not None):
-                    if self._closing:
+                    if self._closing or not self._beat():
+                        self._thread = None  # a later flush starts a new one
                         return
-                    self._cond.wait()
+                    self._cond.wait(timeout=self.heartbeat_interval)
                 chunks, attrs = list(self._pending_chunks.values()), self._pending_attrs
                 self._pending_chunks, self._pending_attrs = {}, None
                 self._busy = True
             try:
                 for w in chunks:
                     self._write_chunk(w)
+                    self._beat()
                 # Only after every chunk it counts: the marker.
                 if attrs is not None:
                     self.root.attrs.update(attrs)
+                    self._landed_marker = attrs.get("progress", self._landed_marker)
             except BaseException as exc:  # noqa: BLE001 - handed to the sampling thread
-                with self._cond:
-                    self._error = exc
-                    self._busy = False
-                    self._pending_chunks, self._pending_attrs = {}, None
-                    self._cond.notify_all()
+                self._record_failure(exc)
                 return
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
 
+    def _beat(self) -> bool:
+        """Touch the heartbeat when due; a failure only makes readers call the run stale.
+        False once the store is gone (deleted by its caller after giving up, e.g. a temporary
+        store): the idle thread then ends instead of beating for nobody."""
+        now = time.monotonic()
+        if now - self._last_beat < self.heartbeat_interval:
+            return True
+        self._last_beat = now
+        if not self.path.is_dir():
+            return False
+        with contextlib.suppress(OSError):
+            liveness.beat(self.path)
+        return True
+
+    def _write_ended_marker(self, status: str, error: str | None) -> None:
+        """Best effort: the store may be the very thing that fails (a full disk); then the
+        heartbeat, which stops with the thread, tells readers instead."""
+        if self._landed_marker is None:
+            return
+        with contextlib.suppress(Exception):
+            marker = ended_marker(self._landed_marker, status, error)
+            self.root.attrs.update({"progress": marker})
+
+    def _record_failure(self, exc: BaseException) -> None:
+        """Write the failure into the marker (if the store still takes a write), then publish
+        the error to the sampling thread, in that order: once `drain()` raises, the marker
+        already says failed (or never will)."""
+        text = f"writing the store failed: {type(exc).__name__}: {exc}"
+        self._write_ended_marker(FAILED, text)
+        with self._cond:
+            self._error = exc
+            self._busy = False
+            self._pending_chunks, self._pending_attrs = {}, None
+            self._cond.notify_all()
+
     def _raise_error(self) -> None:
         if self._error is not None:
-            raise RuntimeError(f"writing the store {self.path} failed: {self._error}") from (
-                self._error
-            )
+            err = self._error
+            raise StoreWriteError(
+                f"writing the store {self.path} failed: {type(err).__name__}: {err}"
+            ) from err
 
     def _write_chunk(self, w: _ChunkWrite) -> None:
         spec = self.schema[w.name]

@@ -143,3 +143,75 @@ def test_default_nbeta_is_n_over_log_n():
 def test_default_nbeta_rejects_n_of_one():
     with pytest.raises(ValueError, match="n > 1"):
         default_nbeta(1)
+
+
+# --- the marker is the truth: rows beyond its counts are not part of the run -----------------
+
+
+def with_marker(tree, steps_written, draws_written):
+    ds = tree.to_dataset()
+    ds.attrs["progress"] = {
+        "status": "running",
+        "chains": {"steps_written": steps_written, "draws_written": draws_written},
+    }
+    return ds
+
+
+def test_rows_beyond_the_progress_marker_are_ignored(make_tree):
+    ds = with_marker(make_tree(num_chains=2, num_burnin_steps=4), [10, 24], [6, 20])
+    out = compute_llc(ds)
+    micro = ds["sampling_loss_micro"].values.astype(np.float64)
+    init = ds["init_loss"].values.mean()
+    expected = 7.5 * (micro[0, 4:10].mean() - init)
+    assert float(out["llc_per_chain"][0]) == pytest.approx(expected, rel=1e-5)
+    assert out["n_steps_used"].values.tolist() == [6, 20]
+    assert np.isnan(out["loss_trace"].values[0, 10:]).all()
+
+
+def test_mask_unwritten_sets_float_rows_beyond_the_marker_to_nan(make_tree):
+    from devinterp_ui.store import mask_unwritten
+
+    ds = with_marker(make_tree(num_chains=2, num_burnin_steps=4), [10, 24], [6, 20])
+    masked = mask_unwritten(ds)
+    assert masked["sampling_loss_micro"].dims == ds["sampling_loss_micro"].dims
+    assert np.isfinite(masked["sampling_loss_micro"].values[0, :10]).all()
+    assert np.isnan(masked["sampling_loss_micro"].values[0, 10:]).all()
+    assert np.isfinite(masked["sampling_loss_micro"].values[1]).all()
+    assert np.isnan(masked["loss_a"].values[0, 6:]).all()
+    assert np.isfinite(masked["loss_a"].values[0, :6]).all()
+    np.testing.assert_array_equal(masked["init_loss"].values, ds["init_loss"].values)
+    assert mask_unwritten(make_tree()).identical(make_tree().to_dataset())  # no marker
+
+
+# --- one estimator for the live and the final figures ------------------------------------------
+
+
+def test_llc_from_loss_trace_is_what_compute_llc_computes(make_tree):
+    from devinterp_ui.analysis.llc import llc_from_loss_trace
+
+    tree = make_tree(num_burnin_steps=4)
+    ds = tree.to_dataset()
+    trace = ds["sampling_loss_micro"].mean(["batch_sampling", "token_pos"])
+    direct = llc_from_loss_trace(trace, ds["init_loss"], n_beta=7.5, num_burnin_steps=4)
+    xr.testing.assert_identical(direct, compute_llc(tree))
+
+
+def test_compute_llc_takes_a_loss_trace_of_accumulated_rows(make_tree):
+    ds = make_tree(num_burnin_steps=4).to_dataset()
+    rows = xr.Dataset(
+        {
+            "loss_trace": ds["sampling_loss_micro"].mean(["batch_sampling", "token_pos"]),
+            "init_loss": ds["init_loss"],
+        },
+        attrs=ds.attrs,
+    )
+    xr.testing.assert_identical(compute_llc(rows), compute_llc(ds))
+
+
+def test_init_loss_is_one_mean_over_chains_even_when_chains_saw_different_batches(make_tree):
+    ds = make_tree(num_chains=3, num_burnin_steps=0).to_dataset()
+    ds["init_loss"][:] = np.array([[1.0], [2.0], [3.0]], dtype=np.float32)
+    out = compute_llc(ds)
+    assert float(out["init_loss"]) == pytest.approx(2.0)
+    chain_means = ds["sampling_loss_micro"].values.astype(np.float64).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(out["llc_per_chain"].values, 7.5 * (chain_means - 2.0), atol=1e-4)

@@ -115,7 +115,7 @@ def test_unknown_sampling_method(tmp_path):
     fails_before_compute(
         tmp_path,
         ValueError,
-        r"sampling_method must be one of \['sgmcmc_sgld', 'rmsprop_sgld'\]",
+        r"sampling_method must be one of \['sgmcmc_sgld', 'rmsprop_sgld', 'sgnht'\]",
         sampling_method="adam",
     )
 

@@ -236,6 +236,9 @@ def test_unwritten_rows_read_as_nan(tiny_lm, token_data, tmp_path):
     assert np.isfinite(micro[:, :3]).all()
     assert np.isnan(micro[:, 3:]).all()
     assert (tree["sampling_input_ids_micro"].values[:, 3:] == 0).all()
+    # sample() returns once every write has landed: no row beyond the marker's counts.
+    written = tree.attrs["progress"]["chains"]["steps_written"]
+    assert [int(np.isfinite(micro[c]).all(axis=(1, 2)).sum()) for c in range(2)] == written
 
 
 def test_temporary_store_is_loaded_and_removed(tiny_lm, token_data, tmp_path, monkeypatch):

@@ -41,3 +41,14 @@ def set_marker(path, **changes) -> dict:
     progress["chains"] = chains
     group.attrs["progress"] = progress
     return progress
+
+
+def age_heartbeat(path, seconds: float) -> None:
+    """Make the store's heartbeat look `seconds` old (its writer last beat then)."""
+    import os
+    import time
+
+    from devinterp_ui.store.liveness import heartbeat_path
+
+    then = time.time() - seconds
+    os.utime(heartbeat_path(path), (then, then))

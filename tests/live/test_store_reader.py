@@ -14,12 +14,12 @@ import pytest
 import torch
 import xarray as xr
 import zarr
-from live_fixtures import ToyLM, observables_of, set_marker
+from live_fixtures import ToyLM, age_heartbeat, observables_of, set_marker
 
 from devinterp_ui import sample
 from devinterp_ui.live import StoreReader
-from devinterp_ui.live import marker as marker_module
 from devinterp_ui.live.job import SamplingJob
+from devinterp_ui.store import progress as progress_module
 
 SETTINGS = {
     "lr": 1e-3,
@@ -118,7 +118,7 @@ def test_running_llc_ends_at_the_whole_run_estimate(finished_store):
     rows = StoreReader(finished_store).read_new()
     data = stored(finished_store)
     per_step = data["sampling_loss_micro"].astype("float64").mean(["batch_sampling", "token_pos"])
-    init = data["init_loss"].astype("float64").mean("token_pos")
+    init = float(data["init_loss"].values.mean())  # one L_n(w0) for all chains, as compute_llc
     expected = 10.0 * (per_step.isel(step=slice(2, None)).mean("step") - init)
     llc = grid(rows.steps, "step")["llc"]
     np.testing.assert_allclose(llc.isel(step=-1).values, expected.values)
@@ -214,7 +214,7 @@ def test_an_unparsable_marker_keeps_the_previous_status(store):
 
 
 def test_a_marker_caught_mid_write_is_read_again(store, monkeypatch):
-    real_loads, calls = marker_module.json.loads, [0]
+    real_loads, calls = progress_module.json.loads, [0]
 
     def loads_half_written_twice(text):
         calls[0] += 1
@@ -222,7 +222,7 @@ def test_a_marker_caught_mid_write_is_read_again(store, monkeypatch):
             raise ValueError("Unterminated string")
         return real_loads(text)
 
-    monkeypatch.setattr(marker_module.json, "loads", loads_half_written_twice)
+    monkeypatch.setattr(progress_module.json, "loads", loads_half_written_twice)
     assert StoreReader(store).status().status == "completed"
     assert calls[0] == 3
 
@@ -238,19 +238,39 @@ def test_a_dead_writer_on_this_host_is_reported_killed(store):
 
 def test_a_silent_writer_on_another_host_is_reported_stale(store):
     set_marker(store, status="running", host="elsewhere", updated_at=time.time() - 1000)
-    status = StoreReader(store, stale_after=300).status()
+    age_heartbeat(store, 1000)
+    status = StoreReader(store, heartbeat_timeout=10).status()
     assert status.status == "stale" and status.writer_alive is None
+    assert "no heartbeat from the writer" in status.note and not status.finished
+
+
+def test_a_store_without_heartbeat_is_judged_by_marker_updates(store):
+    (store / ".heartbeat").unlink()
+    set_marker(store, status="running", host="elsewhere", updated_at=time.time() - 1000)
+    assert StoreReader(store, stale_after=300).status().status == "stale"
+    set_marker(store, updated_at=time.time())
+    assert StoreReader(store, stale_after=300).status().status == "running"
 
 
 def test_a_live_writer_on_another_host_is_reported_running(store):
     set_marker(store, status="running", host="elsewhere", updated_at=time.time())
+    age_heartbeat(store, 1)
     assert StoreReader(store).status().status == "running"
 
 
 def test_a_live_writer_on_this_host_is_reported_running(store):
     set_marker(store, status="running", pid=os.getpid(), host=socket.gethostname())
+    age_heartbeat(store, 1)
     status = StoreReader(store).status()
     assert status.status == "running" and status.writer_alive is True
+
+
+def test_a_silent_writer_thread_in_a_live_process_is_reported_stale(store):
+    set_marker(store, status="running", pid=os.getpid(), host=socket.gethostname())
+    age_heartbeat(store, 30)
+    status = StoreReader(store, heartbeat_timeout=10).status()
+    assert status.status == "stale" and status.writer_alive is True
+    assert status.heartbeat_age == pytest.approx(30, abs=5)
 
 
 def test_a_store_without_marker_yet_is_starting(tmp_path):
@@ -279,3 +299,65 @@ def test_only_the_chosen_metrics_are_returned(finished_store):
 def test_an_unknown_metric_raises(finished_store):
     with pytest.raises(ValueError, match="unknown metrics \\['nosie'\\]"):
         StoreReader(finished_store, metrics=["nosie"])
+
+
+@pytest.fixture(scope="module")
+def unmatched_store(tmp_path_factory):
+    """Chains that draw different batches (match_sampling_input_ids_across_chains=False), so
+    their initial losses differ: where a per-chain init loss would disagree with compute_llc."""
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 12, (96, 6), generator=torch.Generator().manual_seed(1))
+    path = tmp_path_factory.mktemp("unmatched") / "run.zarr"
+    settings = {**SETTINGS, "match_sampling_input_ids_across_chains": False}
+    sample(ToyLM(), tokens, {}, output_path=path, **settings)
+    return path
+
+
+def test_live_llc_ends_at_compute_llc_when_chains_draw_different_batches(unmatched_store):
+    from devinterp_ui import compute_llc
+
+    init = stored(unmatched_store)["init_loss"].values.mean(axis=1)
+    assert np.ptp(init) > 1e-3  # the chains' own initial losses really differ
+    reader = StoreReader(unmatched_store)
+    live = grid(reader.read_new().steps, "step")["llc"].isel(step=-1).values
+    final = compute_llc(xr.open_datatree(str(unmatched_store), engine="zarr"))
+    # Equal up to float32 rounding: compute_llc reduces the stored float32 losses in float32,
+    # as devinterp 2.0.1 does; a per-chain init loss would be off by n_beta * 1e-3 or more.
+    np.testing.assert_allclose(live, final["llc_per_chain"].values, rtol=1e-5, atol=1e-5)
+    assert reader.init_loss == pytest.approx(float(final["init_loss"]), rel=1e-7)
+
+
+def test_compute_llc_of_the_accumulated_rows_is_the_live_llc(unmatched_store):
+    from devinterp_ui import compute_llc
+
+    reader = StoreReader(unmatched_store)
+    assert reader.accumulated().sizes.get("step", 0) == 0 and reader.init_loss is None
+    set_marker_copy = unmatched_store.parent / "copy.zarr"
+    shutil.copytree(unmatched_store, set_marker_copy)
+    reader = StoreReader(set_marker_copy)
+    set_marker(set_marker_copy, steps_written=[5, 7, 3], draws_written=[2, 3, 1], status="running")
+    live = grid(reader.read_new().steps, "step")["llc"]
+    partial = compute_llc(reader.accumulated())
+    assert partial["loss_trace"].shape == (3, 7)
+    read = np.isfinite(partial["loss_trace"].values)  # the rows each chain has so far
+    np.testing.assert_allclose(
+        partial["llc_running"].values[read], live.values[read], rtol=1e-12, equal_nan=True
+    )
+    assert partial["n_steps_used"].values.tolist() == [3, 5, 1]  # 2 burn-in steps left out
+    shutil.rmtree(set_marker_copy)
+
+
+def test_partial_files_of_a_live_writer_are_left_alone(store):
+    set_marker(store, status="running", pid=os.getpid(), host=socket.gethostname())
+    del zarr.open_group(str(store), mode="r+").attrs["completed"]
+    partial = store / "sampling_loss_micro" / "c" / "0" / "0.0123abcd.partial"
+    partial.write_bytes(b"being written")
+    StoreReader(store).read_new()
+    assert partial.exists()
+
+
+def test_partial_files_in_a_completed_store_are_removed_on_open(store):
+    partial = store / "zarr.0123abcd.partial"
+    partial.write_bytes(b"left over")
+    StoreReader(store).status()
+    assert not partial.exists()

@@ -1,0 +1,113 @@
+"""The chain kernel: `step(state, grads, noise, hp) -> (state, info)`, one update of one chain.
+
+In the spirit of BlackJAX's sgmcmc kernels: a chain's state is explicit (`ChainState`: its
+weight slots with their optimiser state, and SGNHT's thermostat), the gradient comes from
+outside (a plain autograd estimator or a vmapped one, `devinterp_ui.chain` /
+`devinterp_ui.vectorized`), and so does the noise. Every schedule of `sample()` (lockstep,
+sequential, vectorized) and every public optimizer (`devinterp_ui.optim`) updates through this
+one function, which calls the update rules of `devinterp_ui.sgld` and `devinterp_ui.sgnht`.
+
+Low-precision models: the slots' weights `w` are float32 master copies of the model's bf16/fp16
+tensors (`ParamSlot.view`), gradients are cast up before the update and the model's tensors are
+refreshed from the masters after it, so updates below the model dtype's resolution accumulate
+instead of vanishing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+
+from devinterp_ui.sgld import (
+    ParamSlot,
+    SGLDHyper,
+    StepMetrics,
+    add_init_noise,
+    make_slots,
+    sgld_step,
+)
+from devinterp_ui.sgnht import Thermostat, init_momentum, sgnht_step
+
+MASTER_DTYPE = torch.float32
+
+
+@dataclass
+class ChainState:
+    """One chain: its slots (weights, checkpoint, mask, rmsprop V / SGNHT momentum) and, for
+    SGNHT, its thermostat. The tensors are updated in place; `step` returns the same object."""
+
+    slots: list[ParamSlot]
+    thermostat: Thermostat | None = None
+
+
+def is_low_precision(dtype: torch.dtype) -> bool:
+    """bf16 and fp16 (and narrower floats): too coarse to accumulate SGLD's small steps."""
+    return dtype.is_floating_point and torch.finfo(dtype).bits < 32
+
+
+def master_weights(
+    tensors: list[torch.Tensor],
+) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    """(weights the kernel updates, the model's views to refresh): a float32 copy and the
+    tensor itself for a low-precision tensor, else the tensor itself and None."""
+    weights, views = [], []
+    for t in tensors:
+        low = is_low_precision(t.dtype)
+        weights.append(t.detach().to(MASTER_DTYPE) if low else t)
+        views.append(t if low else None)
+    return weights, views
+
+
+def init_state(
+    weights: list[torch.Tensor],
+    anchors: list[torch.Tensor],
+    masks: list[torch.Tensor | None],
+    hp: SGLDHyper,
+    noise_like: Callable[[torch.Tensor], torch.Tensor],
+    init_noise: float | None = None,
+    views: list[torch.Tensor | None] | None = None,
+) -> ChainState:
+    """A chain at the checkpoint. From the chain's noise stream, in this order: `init_noise`
+    (one draw per slot), then SGNHT's initial momentum (one draw per slot)."""
+    slots = make_slots(weights, anchors, masks, hp.method, views)
+    if init_noise:
+        add_init_noise(slots, noise_like, init_noise)
+    thermostat = None
+    if hp.method == "sgnht":
+        thermostat = init_momentum(slots, (noise_like(s.w) for s in slots), hp)
+    _refresh_views(slots)
+    return ChainState(slots, thermostat)
+
+
+def step(
+    state: ChainState,
+    grads: Iterable[torch.Tensor],
+    noise: Iterable[torch.Tensor],
+    hp: SGLDHyper,
+    with_metrics: bool = False,
+) -> tuple[ChainState, StepMetrics | None]:
+    """Apply one update of `hp.method` to every slot of `state`; return it and the metrics.
+
+    grads, noise: one tensor per slot, shaped as its `w` (iterables, so each can be made just
+    before it is used); grads of the model's dtype are cast to the slot's. Nothing waits for the
+    device. info: the step's `StepMetrics` when `with_metrics`, else None.
+    """
+    grads = (
+        g if g.dtype == s.w.dtype else g.to(s.w.dtype)
+        for g, s in zip(grads, state.slots, strict=True)
+    )
+    if hp.method == "sgnht":
+        info = sgnht_step(state.slots, grads, noise, state.thermostat, hp, with_metrics)
+    else:
+        info = sgld_step(state.slots, grads, noise, hp, with_metrics)
+    _refresh_views(state.slots)
+    return state, info
+
+
+def _refresh_views(slots: list[ParamSlot]) -> None:
+    with torch.no_grad():
+        for slot in slots:
+            if slot.view is not None:
+                slot.view.copy_(slot.w)
