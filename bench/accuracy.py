@@ -13,20 +13,25 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from devinterp_ui.analysis.known_answers import (
+# The known-answer problems and the mutants are test scaffolding: they live with the tests that
+# check the sampler (tests/), not in the shipped package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from known_answers import (  # noqa: E402
     KnownAnswerResult,
     localized_regular_model,
     regular_model,
     run_known_answer,
     standard_problems,
 )
-from devinterp_ui.analysis.sampler_mutants import MUTANTS, wrong_update
+from sampler_mutants import MUTANTS, wrong_update  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "accuracy.md"
 MUTANT_DRAWS = 1_000
@@ -166,7 +171,7 @@ sampler error from the estimator's finite-temperature bias.
 ## Mutation runs: do the checks catch a wrong sampler?
 
 Each row repeats a check ({MUTANT_DRAWS} draws per chain, reduced size) with the SGLD update
-replaced by a deliberately wrong one (`devinterp_ui.analysis.sampler_mutants.wrong_update`), as
+replaced by a deliberately wrong one (`tests/sampler_mutants.py`'s `wrong_update`), as
 `tests/analysis/test_accuracy.py` does in the default suite. A wrong drift factor (twice the drift)
 samples at twice `n_beta` and halves the estimate; a wrong noise scale doubles it; a missing
 localization term is invisible to the regular check (whose localization is 0) and is caught by the

@@ -9,7 +9,9 @@ L0 the mean init_loss of the full run and phi = pt - L0:
 expectations over chains and draws of run r (Lbar_s,full: mean loss_s over the full run).
 Output layout as devinterp 2.x (SusceptibilitiesV2): `/susceptibilities` with `sus`
 (sus_flat, wr) and flat coords `dataset_id`, `batch`, `target_position`; `/context` with
-`input_ids` (ctx_flat); attr `dataset_id_to_name`.
+`input_ids` (ctx_flat); attr `dataset_id_to_name`. As in devinterp 2.0.1, `wr` lists the
+restrictions only: the "full" run is the reference every column is measured against (its own
+column, which devinterp leaves out, is an explicit option: `include_full=True`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ from devinterp_ui.analysis.sample_tree import (
     to_observable_id,
 )
 
-__all__ = ["compute_susceptibilities", "susceptibilities", "unflatten_susceptibilities"]
+__all__ = [
+    "compute_susceptibilities",
+    "restriction_store_path",
+    "susceptibilities",
+    "unflatten_susceptibilities",
+]
 
 
 def compute_susceptibilities(
@@ -35,6 +42,7 @@ def compute_susceptibilities(
     sampling_task: str,
     observable_names: list[str] | None = None,
     include_sampling_task: bool = False,
+    include_full: bool = False,
 ) -> xr.DataTree:
     """Susceptibilities from one sample tree per weight restriction.
 
@@ -45,11 +53,13 @@ def compute_susceptibilities(
         observable_names: probes to compute (names or ids); default every observable except
             the sampling task (and including it with `include_sampling_task=True`).
         include_sampling_task: see above.
+        include_full: also give the "full" run's own column (first), which devinterp 2.0.1
+            leaves out.
 
     Returns:
         DataTree with `/susceptibilities` (`sus` float64 (sus_flat, wr); coords `dataset_id`,
         `batch`, `target_position` (1-based) on sus_flat, `wr` = restriction names in wr_map
-        order) and `/context` (`input_ids` (ctx_flat) with coords `dataset_id`, `batch`,
+        order, without "full" unless include_full) and `/context` (`input_ids` (ctx_flat) with coords `dataset_id`, `batch`,
         `position`; `indices` (ctx_flat) with `dataset_id`, `batch` for non-token data); both
         nodes carry attr `dataset_id_to_name` (probe ids, sorted). Use
         `unflatten_susceptibilities` for a (restriction, observable, batch, position) view.
@@ -57,8 +67,9 @@ def compute_susceptibilities(
     Draws that are not finite in a run (unwritten rows of a stopped run) are left out of that
     run's expectations.
 
-    Raises ValueError without a "full" run or probe observable, KeyError when the sampling
-    task or a probe is not among the observables or a tree lacks arrays it needs.
+    Raises ValueError without a "full" run, without a restriction besides it (unless
+    include_full) or without a probe observable, KeyError when the sampling task or a probe is
+    not among the observables or a tree lacks arrays it needs.
     """
     if "full" not in wr_map:
         raise ValueError(
@@ -75,6 +86,14 @@ def compute_susceptibilities(
             "recorded."
         )
     probes = _probe_ids(available, sampling_id, observable_names, include_sampling_task)
+    columns = [w for w in wr_map if include_full or w != "full"]
+    if include_full:
+        columns = ["full", *(w for w in columns if w != "full")]
+    if not columns:
+        raise ValueError(
+            "wr_map holds only the 'full' run, so there is no restriction to give a column; add "
+            "a restricted run, or pass include_full=True for the full run's own column."
+        )
 
     require_arrays(full, ["init_loss"], "compute_susceptibilities (full run)")
     init_loss = full["init_loss"].values
@@ -86,8 +105,8 @@ def compute_susceptibilities(
     delta = {o: full_sampling_mean - full_probes[o][full_valid].mean(axis=0) for o in probes}
 
     sus: dict[str, dict[str, np.ndarray]] = {}
-    for wr_name, tree in wr_map.items():
-        ds = root_dataset(tree)
+    for wr_name in columns:
+        ds = root_dataset(wr_map[wr_name])
         pt, probe_losses = _run_losses(ds, sampling_id, probes, wr_name)
         valid = _valid_draws(pt, probe_losses)
         pt_v = pt[valid]  # (samples,)
@@ -99,7 +118,7 @@ def compute_susceptibilities(
             sus[wr_name][o] = e_phi_pt - e_phi_probe - e_phi * delta[o]
 
     context = {o: _context_ids(wr_map, o) for o in probes}
-    return _build_tree(sus, list(wr_map), sorted(probes), context)
+    return _build_tree(sus, columns, sorted(probes), context)
 
 
 def _probe_ids(
@@ -255,6 +274,7 @@ def susceptibilities(
     n_beta: float,
     include_sampling_task: bool = False,
     observable_names: list[str] | None = None,
+    include_full: bool = False,
     **sample_kwargs: Any,
 ) -> xr.DataTree:
     """Run `sample()` once per weight restriction and return `compute_susceptibilities`.
@@ -264,8 +284,11 @@ def susceptibilities(
             spec ("l0h1", ["l0 attn", "embed"], a glob, ...), a ready param_masks dict, or None
             (whole model); or a list of specs, each named by itself. Must contain "full".
         sampling_task: the observable holding the sampling data (must be in `observables`).
-        output_path (in sample_kwargs): a directory; restriction r is stored at
-            output_path/<r>.zarr (name made filesystem-safe).
+        output_path (in sample_kwargs): named as devinterp 2.0.1 names it, restriction r is
+            stored at `<parent>/<stem>_<r><suffix>` of output_path (e.g. "runs/s.zarr" ->
+            "runs/s_full.zarr", "runs/s_l0h1.zarr"), so that either package finds the other's
+            cached runs. A restriction name holding a path separator is refused.
+        include_full: see `compute_susceptibilities`.
         Other keywords go to every `sample()` call unchanged.
     """
     from devinterp_ui.analysis.param_masks import create_param_masks
@@ -289,6 +312,13 @@ def susceptibilities(
             "an observable to measure, or pass include_sampling_task=True."
         )
     base = sample_kwargs.pop("output_path", None)
+    if base is not None:
+        bad = [n for n in weight_restrictions if _unsafe_name(str(n))]
+        if bad:
+            raise ValueError(
+                f"restriction names {bad} cannot name a store (they hold a path separator or are "
+                "empty); rename them, e.g. with '_' for '/'."
+            )
     wr_map: dict[str, xr.DataTree] = {}
     for name, spec in weight_restrictions.items():
         if spec is None or isinstance(spec, (str, list)):
@@ -297,7 +327,7 @@ def susceptibilities(
             masks = spec
         kwargs = dict(sample_kwargs)
         if base is not None:
-            kwargs["output_path"] = Path(base) / f"{_path_safe(name)}.zarr"
+            kwargs["output_path"] = restriction_store_path(base, name)
         wr_map[name] = sample(
             model, dataset, observables, lr=lr, n_beta=n_beta, param_masks=masks, **kwargs
         )
@@ -306,8 +336,16 @@ def susceptibilities(
         sampling_task,
         observable_names=observable_names,
         include_sampling_task=include_sampling_task,
+        include_full=include_full,
     )
 
 
-def _path_safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "_"
+def restriction_store_path(output_path: str | Path, restriction: str) -> Path:
+    """Where the one-call `susceptibilities` stores restriction `restriction`, as devinterp 2.0.1:
+    `<parent>/<stem>_<restriction><suffix>` of `output_path`."""
+    base = Path(str(output_path))
+    return base.parent / f"{base.stem}_{restriction}{base.suffix}"
+
+
+def _unsafe_name(name: str) -> bool:
+    return not name or "/" in name or "\\" in name or "\0" in name or name in (".", "..")

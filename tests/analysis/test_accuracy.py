@@ -8,15 +8,14 @@ import os
 
 import pytest
 import torch
-
-from devinterp_ui.analysis.known_answers import (
+from known_answers import (
     deep_linear_network,
     localized_regular_model,
     normal_crossing,
     regular_model,
     run_known_answer,
 )
-from devinterp_ui.analysis.sampler_mutants import wrong_update
+from sampler_mutants import wrong_update
 
 SIZE = "full" if os.environ.get("DEVINTERP_UI_FULL") == "1" else "reduced"
 MUTANT_DRAWS = 1_000

@@ -2,10 +2,11 @@
 
 import math
 
+import pytest
 import torch
+from known_answers import gaussian_nll
 
 from devinterp_ui.analysis import bif, create_param_masks, llc, susceptibilities
-from devinterp_ui.analysis.known_answers import gaussian_nll
 from devinterp_ui.demo.tiny_lm import TinyLM, TinyLMConfig
 
 RUN = {"num_chains": 2, "num_draws": 4, "batch_size": 4, "progress_bar": False}
@@ -58,9 +59,27 @@ def test_susceptibilities_runs_one_store_per_restriction(tmp_path):
         lr=1e-3,
         n_beta=10.0,
         batches_per_draw=1,
-        output_path=tmp_path,
+        output_path=tmp_path / "sus.zarr",
         **RUN,
     )
-    assert result["susceptibilities"]["wr"].values.tolist() == ["full", "l0h1", "mlp"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.zarr", "l0h1.zarr", "mlp.zarr"]
-    assert result["susceptibilities"]["sus"].shape == (4 * 4, 3)
+    assert result["susceptibilities"]["wr"].values.tolist() == ["l0h1", "mlp"]
+    # devinterp 2.0.1's names: <stem>_<restriction><suffix>, so either finds the other's stores.
+    stores = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert stores == ["sus_full.zarr", "sus_l0h1.zarr", "sus_mlp.zarr"]
+    assert result["susceptibilities"]["sus"].shape == (4 * 4, 2)
+
+
+def test_susceptibilities_refuses_a_restriction_name_that_cannot_name_a_store(tmp_path):
+    with pytest.raises(ValueError, match="path separator"):
+        susceptibilities(
+            _tiny_lm(),
+            _tokens(0),
+            {"pile": _tokens(0), "probe": _tokens(3)},
+            {"full": None, "a/b": "l0h1"},
+            sampling_task="pile",
+            lr=1e-3,
+            n_beta=10.0,
+            output_path=tmp_path / "sus.zarr",
+            **RUN,
+        )
+    assert list(tmp_path.iterdir()) == []

@@ -54,7 +54,7 @@ def _reference(wr_map, sampling, probe):
 
 
 def test_susceptibilities_match_the_formula_evaluated_directly(wr_map):
-    result = compute_susceptibilities(wr_map, "pile")
+    result = compute_susceptibilities(wr_map, "pile", include_full=True)
     view = unflatten_susceptibilities(result)
     for probe, rows in (("probe_x", 3), ("probe_y", 2)):
         expected = _reference(wr_map, "pile", probe)
@@ -67,9 +67,10 @@ def test_output_layout_is_devinterp_susceptibilities_v2(wr_map):
     result = compute_susceptibilities(wr_map, "pile")
     sus = result["susceptibilities"]
     assert sus["sus"].dims == ("sus_flat", "wr")
-    assert sus["wr"].values.tolist() == ["full", "l0h0", "l1"]
+    # As devinterp 2.0.1: the restrictions only, the full run is the reference.
+    assert sus["wr"].values.tolist() == ["l0h0", "l1"]
     assert sus.attrs["dataset_id_to_name"] == ["probe_x", "probe_y"]
-    assert sus["sus"].shape == (3 * 5 + 2 * 5, 3)
+    assert sus["sus"].shape == (3 * 5 + 2 * 5, 2)
     for coord in ("dataset_id", "batch", "target_position"):
         assert sus[coord].dims == ("sus_flat",)
     assert sus["target_position"].values[:5].tolist() == [1, 2, 3, 4, 5]
@@ -77,6 +78,24 @@ def test_output_layout_is_devinterp_susceptibilities_v2(wr_map):
     assert ctx["input_ids"].dims == ("ctx_flat",)
     assert ctx["input_ids"].size == 3 * 6 + 2 * 6
     assert set(ctx.coords) >= {"dataset_id", "batch", "position"}
+
+
+def test_the_full_runs_own_column_is_an_explicit_option(wr_map):
+    with_full = compute_susceptibilities(wr_map, "pile", include_full=True)["susceptibilities"]
+    without = compute_susceptibilities(wr_map, "pile")["susceptibilities"]
+    assert with_full["wr"].values.tolist() == ["full", "l0h0", "l1"]
+    np.testing.assert_array_equal(with_full["sus"].sel(wr="l1"), without["sus"].sel(wr="l1"))
+
+
+def test_full_first_even_when_listed_later(wr_map):
+    reordered = {"l1": wr_map["l1"], "full": wr_map["full"], "l0h0": wr_map["l0h0"]}
+    sus = compute_susceptibilities(reordered, "pile", include_full=True)["susceptibilities"]
+    assert sus["wr"].values.tolist() == ["full", "l1", "l0h0"]
+
+
+def test_only_the_full_run_and_no_column_asked_for_is_refused(wr_map):
+    with pytest.raises(ValueError, match="include_full=True"):
+        compute_susceptibilities({"full": wr_map["full"]}, "pile")
 
 
 def test_context_holds_each_probes_token_ids(wr_map):
@@ -89,7 +108,7 @@ def test_context_holds_each_probes_token_ids(wr_map):
 def test_unflattened_view_has_restriction_observable_batch_position(wr_map):
     view = unflatten_susceptibilities(compute_susceptibilities(wr_map, "pile"))
     assert view.dims == ("restriction", "observable", "batch", "position")
-    assert view.shape == (3, 2, 3, 5)
+    assert view.shape == (2, 2, 3, 5)
     assert np.isnan(view.sel(observable="probe_y").values[:, 2:]).all()  # only 2 rows
 
 

@@ -1,0 +1,226 @@
+"""Convergence diagnostics of a run's LLC: R-hat, ESS and MCSE of the loss trace, per chain LLC.
+
+R-hat (rank-normalised split), bulk/tail ESS and MCSE come from `arviz-stats` (its array layer,
+applied over the named `chain`/`draw` dims with `xr.apply_ufunc`); nothing here re-implements
+them. The LLC is `compute_llc`'s, on the same steps.
+
+The trace: the mean sampling loss of every step after the burn-in (what the LLC averages), as
+(chain, draw) with draw = post-burn-in step index. The LLC is affine in that trace
+(llc = n_beta (loss - init_loss)), so ESS and R-hat of the loss are those of the LLC, and the
+MCSE of the LLC mean is n_beta times the MCSE of the loss mean.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from arviz_stats.base import array_stats
+
+from devinterp_ui.analysis.llc import compute_llc
+from devinterp_ui.analysis.traces import RunTraces, run_traces
+
+__all__ = ["MIN_DRAWS", "TAIL_PROB", "diagnose", "usable_chains"]
+
+MIN_DRAWS = 4
+"""Fewest finite draws a chain needs to enter R-hat/ESS: split R-hat halves each chain, and
+arviz-stats' autocorrelation needs at least two draws per half."""
+
+TAIL_PROB = (0.05, 0.95)
+"""Quantiles of the tail ESS: the minimum of the ESS of the 5% and 95% quantiles, as Vehtari
+et al. (2021) define it (and ArviZ 0.x reported)."""
+
+
+def diagnose(
+    source: xr.DataTree | xr.Dataset | RunTraces,
+    burnin: int | None = None,
+    *,
+    n_beta: float | None = None,
+    init_loss: float | None = None,
+    settings: dict | None = None,
+    chain_status: tuple[str, ...] | list[str] | None = None,
+) -> xr.Dataset:
+    """Diagnostics of the LLC of a run, finished or still running.
+
+    source: the `xr.DataTree` from `sample()` (or its store opened with `xr.open_datatree`),
+        its root Dataset, `StoreReader.accumulated()` during a run, or the rows a `StoreReader` returned, concatenated over dim `row`
+        (see `devinterp_ui.analysis.traces.run_traces`: pass `settings=reader.config` and
+        `chain_status=new_rows.status.chain_status`; the initial loss comes from the rows'
+        running `llc`, or `init_loss=`).
+    burnin: steps to leave out from the start; None = the run's `num_burnin_steps`.
+
+    Returns an xr.Dataset with
+        llc (chain)             n_beta * (chain's mean loss over the used steps - init_loss),
+                                from `compute_llc`; NaN for a chain without a used step
+        ess_bulk_chain (chain)  bulk ESS of that chain's loss trace alone
+        ess_tail_chain (chain)  tail ESS of that chain's loss trace alone
+        loss (chain, draw)      the used trace (mean loss per step, NaN where not written)
+        llc_mean ()             mean of llc over chains (compute_llc's llc_mean)
+        llc_std ()              std of llc over chains (ddof=0): the spread, not an error bar
+        mcse ()                 ESS-based Monte Carlo standard error of llc_mean
+        rhat ()                 rank-normalised split R-hat of the loss trace over chains
+        ess_bulk (), ess_tail () over chains
+        init_loss ()            the initial loss the LLC subtracts
+    and attrs burnin (steps left out), num_draws (used steps per chain, the longest chain),
+    n_beta, rhat_chains (the chains that entered R-hat/ESS/MCSE: not failed, >= MIN_DRAWS
+    finite draws; all are cut to the shortest of them), chain_status, chain_errors, and the
+    recorded lr / localization / sampling_method / num_burnin_steps. With save_metrics data,
+    also localization_ratio (chain): mean localization-term norm / mean gradient-term norm, and
+    distance_growth (chain): relative growth of the mean ||w - w0|| from the third to the last
+    quarter of the used steps (0 at equilibrium). R-hat, ESS and MCSE are NaN with fewer
+    than MIN_DRAWS common draws; R-hat is NaN with a single usable chain.
+
+    Raises ValueError for a negative burnin, and what `run_traces` raises.
+    """
+    traces = (
+        source
+        if isinstance(source, RunTraces)
+        else run_traces(
+            source,
+            n_beta=n_beta,
+            init_loss=init_loss,
+            settings=settings,
+            chain_status=chain_status,
+        )
+    )
+    if burnin is None:
+        burnin = traces.num_burnin_steps
+    burnin = int(burnin)
+    if burnin < 0:
+        raise ValueError(f"burnin must be >= 0 steps, got {burnin}")
+    n_steps = int(traces.micro.sizes["step"])
+    first = min(burnin, n_steps)
+    llc = compute_llc(traces.as_dataset(first), include_burnin=True)
+    loss = (
+        llc["loss_trace"]
+        .astype(np.float64)
+        .rename(step="draw")
+        .drop_vars(["burnin", "draw"], errors="ignore")
+    )
+    loss = loss.assign_coords(draw=np.arange(loss.sizes["draw"]))
+
+    chains = usable_chains(traces, loss)
+    pooled = _common_prefix(loss, chains)
+    beta = traces.n_beta
+    out = xr.Dataset(
+        {
+            "llc": llc["llc_per_chain"],
+            "ess_bulk_chain": _per_chain(loss, "bulk"),
+            "ess_tail_chain": _per_chain(loss, "tail"),
+            "loss": loss,
+            "llc_mean": llc["llc_mean"],
+            "llc_std": llc["llc_std"],
+            "mcse": beta * _stat(pooled, "mcse"),
+            "rhat": _stat(pooled, "rhat") if len(chains) > 1 else np.nan,
+            "ess_bulk": _stat(pooled, "bulk"),
+            "ess_tail": _stat(pooled, "tail"),
+            "init_loss": llc["init_loss"],
+        },
+        attrs={
+            "burnin": first,
+            "num_draws": int(loss.sizes["draw"]),
+            "n_beta": beta,
+            "rhat_chains": [int(c) for c in chains],
+            "chain_status": list(traces.chain_status),
+            "chain_errors": [None if e is None else str(e) for e in traces.chain_errors],
+            **{k: traces.settings[k] for k in _SETTINGS if traces.settings.get(k) is not None},
+        },
+    )
+    ratio = _localization_ratio(traces, first)
+    if ratio is not None:
+        out["localization_ratio"] = ratio
+    growth = _distance_growth(traces, first)
+    if growth is not None:
+        out["distance_growth"] = growth
+    return out.assign_coords(chain=np.arange(traces.num_chains))
+
+
+def _distance_growth(traces: RunTraces, first: int) -> xr.DataArray | None:
+    """(chain,) mean ||w - w0|| over the last quarter of the used steps over that of the third
+    quarter, minus 1 (from save_metrics' `distance`); None without it or with < 8 steps."""
+    dist = traces.metrics.get("distance")
+    if dist is None:
+        return None
+    values = dist.isel(step=slice(first, None)).values
+    out = np.full(values.shape[0], np.nan)
+    for c, row in enumerate(values):
+        row = row[np.isfinite(row)]
+        q = row.size // 4
+        if q >= 2:
+            third, last = row[2 * q : 3 * q].mean(), row[3 * q : 4 * q].mean()
+            out[c] = last / third - 1.0 if third > 0 else np.nan
+    return xr.DataArray(out, dims=("chain",))
+
+
+_SETTINGS = ("lr", "localization", "sampling_method", "num_burnin_steps")
+
+
+def _localization_ratio(traces: RunTraces, first: int) -> xr.DataArray | None:
+    """(chain,) mean norm of the localization term over mean norm of the gradient term, over
+    the used steps (from save_metrics' `localization` and `scaled_grad`); None without them."""
+    loc, grad = traces.metrics.get("localization"), traces.metrics.get("scaled_grad")
+    if loc is None or grad is None:
+        return None
+    loc = loc.isel(step=slice(first, None)).mean("step", skipna=True)
+    grad = grad.isel(step=slice(first, None)).mean("step", skipna=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (loc / grad).drop_vars([c for c in loc.coords], errors="ignore")
+
+
+def usable_chains(traces: RunTraces, loss: xr.DataArray) -> list[int]:
+    """Chains that enter the pooled statistics: not failed and with >= MIN_DRAWS finite draws."""
+    finite = np.isfinite(loss.values).sum(axis=1)
+    return [
+        c
+        for c in range(loss.sizes["chain"])
+        if traces.chain_status[c] != "failed" and finite[c] >= MIN_DRAWS
+    ]
+
+
+def _common_prefix(loss: xr.DataArray, chains: list[int]) -> xr.DataArray:
+    """The usable chains cut to the draws every one of them has (a sequential or stopped run
+    has chains of different lengths; arviz-stats needs a rectangle)."""
+    if not chains:
+        return loss.isel(chain=[], draw=slice(0, 0))
+    sub = loss.isel(chain=chains)
+    finite = np.isfinite(sub.values)
+    # The first draw any chain lacks ends the rectangle (rows land in order, so this is a prefix).
+    n = int(np.argmin(finite.all(axis=0))) if not finite.all() else finite.shape[1]
+    return sub.isel(draw=slice(0, n))
+
+
+def _arviz(values: np.ndarray, which: str) -> float:
+    """One arviz-stats figure of a (chain, draw) array."""
+    if values.shape[0] == 0 or values.shape[1] < MIN_DRAWS:
+        return np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if which == "rhat":
+            out = array_stats.rhat(values, chain_axis=0, draw_axis=1, method="rank")
+        elif which == "mcse":
+            out = array_stats.mcse(values, chain_axis=0, draw_axis=1, method="mean")
+        elif which == "tail":
+            out = array_stats.ess(values, chain_axis=0, draw_axis=1, method="tail", prob=TAIL_PROB)
+        else:
+            out = array_stats.ess(values, chain_axis=0, draw_axis=1, method="bulk")
+    return float(out)
+
+
+def _stat(trace: xr.DataArray, which: str) -> float:
+    """An arviz-stats figure over the (chain, draw) dims of a labelled trace."""
+    return float(
+        xr.apply_ufunc(
+            lambda a: _arviz(a, which),
+            trace,
+            input_core_dims=[["chain", "draw"]],
+            output_dtypes=[float],
+        )
+    )
+
+
+def _per_chain(loss: xr.DataArray, method: str) -> xr.DataArray:
+    """(chain,) ESS of each chain's own finite prefix."""
+    values = []
+    for c in range(loss.sizes["chain"]):
+        row = loss.values[c]
+        n = int(np.argmin(np.isfinite(row))) if not np.isfinite(row).all() else row.size
+        values.append(_arviz(row[None, :n], method))
+    return xr.DataArray(np.asarray(values, dtype=np.float64), dims=("chain",))
