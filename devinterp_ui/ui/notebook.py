@@ -55,8 +55,9 @@ def extension(*extensions: str, **config: Any) -> None:
     Call once per notebook, in place of `pn.extension()` and `hv.extension("bokeh")`;
     `extensions` and `config` go to `pn.extension` (e.g. `extension("tabulator", sizing_mode=...)`).
     Later `pn.extension()` / `hv.extension()` calls stay inline too (both defaults are switched).
-    The JS (about 3 MB) lands in this cell's output, so saved notebooks render offline once
-    trusted (`jupyter trust notebook.ipynb`; outputs you produced yourself are trusted).
+    The JS lands in this cell's output (3 MB, kept under two mimetypes: a saved notebook grows
+    by about 6 MB), so saved notebooks render offline once trusted (`jupyter trust
+    notebook.ipynb`; notebooks Jupyter saved for you are).
 
     Raises ImportError naming the install command when jupyter_bokeh, ipywidgets or HoloViews
     are missing (pn.ipywidget and the progress bars need them).
