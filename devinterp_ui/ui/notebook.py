@@ -47,13 +47,18 @@ INSTALL_HINT = (
 # The packages a notebook view needs besides Panel: the ipywidgets view (pn.ipywidget) is a
 # jupyter_bokeh widget, tqdm.auto draws ipywidgets bars, the example notebooks plot with HoloViews.
 NOTEBOOK_PACKAGES = ("jupyter_bokeh", "ipywidgets", "holoviews")
+# Panel extensions the dashboard's own components need loaded up front: in a notebook a
+# component whose JS was not loaded by the extension call renders nothing (the run library is
+# a Tabulator: "Tabulator is not defined").
+DASHBOARD_EXTENSIONS = ("tabulator",)
 
 
 def extension(*extensions: str, **config: Any) -> None:
     """Load Panel (and HoloViews' Bokeh backend) into this notebook with inline JS: no CDN.
 
     Call once per notebook, in place of `pn.extension()` and `hv.extension("bokeh")`;
-    `extensions` and `config` go to `pn.extension` (e.g. `extension("tabulator", sizing_mode=...)`).
+    `extensions` and `config` go to `pn.extension` (e.g. `extension("vega", sizing_mode=...)`),
+    with the extensions the dashboard needs (`DASHBOARD_EXTENSIONS`) always loaded.
     Later `pn.extension()` / `hv.extension()` calls stay inline too (both defaults are switched).
     The JS lands in this cell's output (3 MB, kept under two mimetypes: a saved notebook grows
     by about 6 MB), so saved notebooks render offline once trusted (`jupyter trust
@@ -72,7 +77,8 @@ def extension(*extensions: str, **config: Any) -> None:
     # HoloViews first: pn.extension() then sees it loaded and sends only what is still missing
     # (one copy of BokehJS in the outputs, not two).
     hv.extension("bokeh", logo=False)
-    pn.extension(*extensions, inline=True, **config)
+    wanted = [*DASHBOARD_EXTENSIONS, *(e for e in extensions if e not in DASHBOARD_EXTENSIONS)]
+    pn.extension(*wanted, inline=True, **config)
     _inline_stylesheet_updates()
 
 

@@ -229,6 +229,8 @@ def test_extension_switches_panel_and_holoviews_to_inline_resources(restore_inli
 
     notebook.extension()
     assert pn.config.inline and hv.notebook_extension.inline
+    # The dashboard's run library is a Tabulator: its JS must be loaded with the extension.
+    assert "tabulator" in pn.extension._loaded_extensions
 
 
 def test_extension_names_the_install_command_when_a_widget_package_is_missing(
