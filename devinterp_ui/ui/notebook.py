@@ -99,9 +99,10 @@ async def run(dashboard: Dashboard, timeout: float | None = None) -> xr.DataTree
                 raise TimeoutError(
                     f"the run is still going after {timeout:g} s; dashboard.stop() ends it."
                 )
-            # poll() is what the periodic callback does; calling it here keeps run() working
-            # where no Panel callback loop runs (asyncio.run in a script).
-            dashboard.poll()
+            # The dashboard's periodic callback polls on this same loop; poll here only where
+            # none runs (polling twice as often would also trip its stuck-store check).
+            if getattr(dashboard, "_callback", None) is None:
+                dashboard.poll()
             await asyncio.sleep(dashboard.poll_ms / 1000)
     except (asyncio.CancelledError, KeyboardInterrupt):
         dashboard.stop()
