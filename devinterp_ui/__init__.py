@@ -13,6 +13,7 @@ from devinterp_ui.analysis import (
     create_param_masks,
     default_nbeta,
     llc,
+    preview_param_masks,
     susceptibilities,
     unflatten_susceptibilities,
 )
@@ -21,6 +22,7 @@ from devinterp_ui.live import JobProgress, NewRows, SamplingJob, StoreReader, St
 from devinterp_ui.runner import StepSummary
 from devinterp_ui.sample import sample
 from devinterp_ui.store.cache import StoreConflictError
+from devinterp_ui.tokenize import tokenize_and_concatenate
 
 __all__ = [
     "SETTINGS",
@@ -40,7 +42,9 @@ __all__ = [
     "create_param_masks",
     "default_nbeta",
     "llc",
+    "preview_param_masks",
     "sample",
     "susceptibilities",
+    "tokenize_and_concatenate",
     "unflatten_susceptibilities",
 ]

@@ -1,9 +1,11 @@
 """Datasets as the sampler sees them: rows addressed by index, collated into batches.
 
 Accepted forms (no `datasets`/`transformers` dependency):
-- token data: a 2-D integer tensor/array (N, T); a sequence of rows that are dicts holding
-  "input_ids" (a Hugging Face `Dataset` in torch format, a torch `Dataset`); a dict {"input_ids": (N, T)}.
-  The batch handed to `loss_fn` is the (B, T) LongTensor of token ids, as in devinterp.
+- token data: a 2-D integer tensor/array (N, T); a Hugging Face `datasets.Dataset` with an
+  "input_ids" column (read as whole Arrow columns, any format); a sequence of rows that are
+  dicts holding "input_ids" (a torch `Dataset`); a dict {"input_ids": (N, T)}. The batch
+  handed to `loss_fn` is the (B, T) LongTensor of token ids, as in devinterp; when the data
+  also has an "attention_mask" with padding (zeros) it is {"input_ids", "attention_mask"}.
 - supervised data: a tuple/list of equal-length tensors `(X, Y, ...)`, a `TensorDataset`, or a
   sequence whose rows are tuples of tensors; the batch is the tuple of stacked tensors.
 - other mapping rows (dicts without "input_ids"): the batch is the dict of stacked tensors.
@@ -18,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from devinterp_ui.hf_data import hf_token_columns, ragged_error
 
 
 def to_device(t: torch.Tensor, device: torch.device | str | None) -> torch.Tensor:
@@ -56,12 +60,17 @@ class DataSource:
 
 
 class TokenTensorSource(DataSource):
-    """Token ids held as one (N, T) LongTensor."""
+    """Token ids held as one (N, T) LongTensor, with an optional (N, T) attention mask.
+
+    Without a mask (or with one that is all ones) a batch is the (B, T) ids; with padding it
+    is {"input_ids": (B, T), "attention_mask": (B, T)} (see `losses.next_token_loss`).
+    """
 
     kind = "token"
 
-    def __init__(self, ids: torch.Tensor):
+    def __init__(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         self.ids = ids
+        self.attention_mask = attention_mask
         self.seq_len = int(ids.shape[1])
 
     def __len__(self) -> int:
@@ -71,10 +80,18 @@ class TokenTensorSource(DataSource):
         return self.ids[torch.as_tensor(indices, dtype=torch.long)]
 
     def batch(self, indices, device):
-        return to_device(self.token_ids(indices), device)
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        if self.attention_mask is None:
+            return to_device(self.ids[idx], device)
+        return {
+            "input_ids": to_device(self.ids[idx], device),
+            "attention_mask": to_device(self.attention_mask[idx], device),
+        }
 
     def fingerprint(self) -> str:
-        return _hash_tensors([self.ids])
+        if self.attention_mask is None:
+            return _hash_tensors([self.ids])
+        return _hash_tensors([self.ids, self.attention_mask], "attention_mask")
 
 
 class TokenRowSource(DataSource):
@@ -160,12 +177,23 @@ def as_source(data: Any, name: str) -> DataSource:
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
         return _token_tensor(data, name)
+    if isinstance(getattr(data, "column_names", None), dict):  # a DatasetDict of splits
+        raise TypeError(
+            f"{name} is a dict of dataset splits {sorted(data.column_names)}; pass one split, "
+            "e.g. ds['train']."
+        )
     if isinstance(data, Mapping):
-        if set(data) == {"input_ids"}:
-            return _token_tensor(torch.as_tensor(np.asarray(data["input_ids"])), name)
+        if set(data) in ({"input_ids"}, {"input_ids", "attention_mask"}):
+            mask = data.get("attention_mask")
+            return _token_tensor(
+                _as_tensor(data["input_ids"]),
+                name,
+                None if mask is None else _as_tensor(mask),
+            )
         raise TypeError(
             f"{name} is a dict with keys {sorted(data)}; pass a dict {{'input_ids': (N, T) tensor}} "
-            "for token data, or a tuple (X, Y) of tensors for supervised data."
+            "(optionally with 'attention_mask') for token data, or a tuple (X, Y) of tensors for "
+            "supervised data."
         )
     if isinstance(data, torch.utils.data.TensorDataset):
         return _tensor_tuple(data.tensors, name)
@@ -179,7 +207,9 @@ def as_source(data: Any, name: str) -> DataSource:
     )
 
 
-def _token_tensor(ids: torch.Tensor, name: str) -> TokenTensorSource:
+def _token_tensor(
+    ids: torch.Tensor, name: str, attention_mask: torch.Tensor | None = None
+) -> TokenTensorSource:
     if ids.ndim != 2:
         raise ValueError(
             f"{name} as a tensor must be 2-D token ids (N, T) (got shape {tuple(ids.shape)}); "
@@ -191,7 +221,32 @@ def _token_tensor(ids: torch.Tensor, name: str) -> TokenTensorSource:
         )
     _check_seq_len(int(ids.shape[1]), name)
     _check_nonempty(int(ids.shape[0]), name)
-    return TokenTensorSource(ids.long().cpu())
+    mask = _check_mask(attention_mask, ids, name)
+    return TokenTensorSource(ids.long().cpu(), mask)
+
+
+def _check_mask(mask: torch.Tensor | None, ids: torch.Tensor, name: str) -> torch.Tensor | None:
+    """The (N, T) 0/1 mask as int64, or None when absent or all ones (nothing is padded)."""
+    if mask is None:
+        return None
+    if tuple(mask.shape) != tuple(ids.shape):
+        raise ValueError(
+            f"{name} attention_mask has shape {tuple(mask.shape)} but input_ids {tuple(ids.shape)}; "
+            "they must match."
+        )
+    mask = mask.long().cpu()
+    if ((mask != 0) & (mask != 1)).any():
+        raise ValueError(f"{name} attention_mask must hold only 0 (padding) and 1 (real token).")
+    if bool(mask.all()):
+        return None
+    counted = ((mask[:, 1:] != 0) & (mask[:, :-1] != 0)).sum(dim=1)
+    if bool((counted == 0).any()):
+        bad = int(torch.nonzero(counted == 0)[0])
+        raise ValueError(
+            f"{name} row {bad} has fewer than 2 adjacent real tokens (attention_mask), so no "
+            "next-token loss; drop such rows."
+        )
+    return mask
 
 
 def _tensor_tuple(tensors: Sequence[torch.Tensor], name: str) -> TensorTupleSource:
@@ -208,38 +263,24 @@ def _tensor_tuple(tensors: Sequence[torch.Tensor], name: str) -> TensorTupleSour
 def _indexable(rows: Sequence, name: str) -> DataSource:
     n = len(rows)
     _check_nonempty(n, name)
+    columns = hf_token_columns(rows, name)
+    if columns is not None:
+        return _token_tensor(columns[0], name, columns[1])
     first = rows[0]
     if not (isinstance(first, Mapping) and "input_ids" in first):
         return RowSource(rows)
-    column = _column(rows)
-    if column is not None:
-        return _token_tensor(column, name)
     lengths = np.fromiter((len(rows[i]["input_ids"]) for i in range(n)), dtype=np.int64, count=n)
     if (lengths != lengths[0]).any():
-        bad = int(np.flatnonzero(lengths != lengths[0])[0])
-        raise ValueError(
-            f"{name} has ragged token rows: row 0 has {lengths[0]} tokens, row {bad} has "
-            f"{lengths[bad]}; pad or truncate every row to the same length."
-        )
+        raise ragged_error(lengths, name)
     _check_seq_len(int(lengths[0]), name)
     if _as_long(first["input_ids"]).dtype.is_floating_point:
         raise TypeError(f"{name} 'input_ids' must be integers.")
+    if "attention_mask" in first:
+        # Padding needs the mask with every batch: read the rows once into tensors.
+        ids = torch.stack([_as_long(rows[i]["input_ids"]) for i in range(n)])
+        mask = torch.stack([_as_long(rows[i]["attention_mask"]) for i in range(n)])
+        return _token_tensor(ids, name, mask)
     return TokenRowSource(rows, int(lengths[0]))
-
-
-def _column(rows: Any) -> torch.Tensor | None:
-    """A Hugging Face dataset hands out a whole column at once; use it when it is 2-D."""
-    if "input_ids" not in (getattr(rows, "column_names", None) or ()):
-        return None
-    try:
-        column = rows["input_ids"]
-    except Exception:
-        return None
-    if isinstance(column, torch.Tensor) and column.ndim == 2:
-        return column
-    if isinstance(column, np.ndarray) and column.ndim == 2 and column.dtype != object:
-        return torch.from_numpy(column)
-    return None
 
 
 def _check_seq_len(t: int, name: str) -> None:
@@ -252,6 +293,10 @@ def _check_seq_len(t: int, name: str) -> None:
 def _check_nonempty(n: int, name: str) -> None:
     if n < 1:
         raise ValueError(f"{name} is empty; pass at least one row.")
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
 
 
 def _as_long(x: Any) -> torch.Tensor:

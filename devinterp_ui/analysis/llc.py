@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 import xarray as xr
 
 from devinterp_ui.analysis.sample_tree import (
@@ -33,16 +34,34 @@ __all__ = [
 ]
 
 
-def default_nbeta(n: int | float) -> float:
+def default_nbeta(n: int | float | Any, gradient_accumulation_steps: int = 1) -> float:
     """The customary inverse temperature n * beta with beta = 1 / ln n, i.e. n / ln n.
 
-    `n` is the number of samples the loss is an average over in the posterior you mean to probe.
-    For SGLD that is usually the size of the training set the checkpoint was fit on (the
-    posterior of the full empirical loss); devinterp's historical default used the SGLD batch
-    size (batch_size x gradient_accumulation_steps), which gives a hotter posterior that probes a
-    wider neighbourhood. Needs n > 1.
+    `n` is the number of samples the loss is an average over in the posterior you mean to probe:
+    a number, or (as devinterp 2.x takes it) a `torch.utils.data.DataLoader`, whose
+    `batch_size` x `gradient_accumulation_steps` is then n. For SGLD that is usually the size
+    of the training set the checkpoint was fit on (the posterior of the full empirical loss);
+    devinterp's historical default used the SGLD batch size (batch_size x
+    gradient_accumulation_steps), which gives a hotter posterior that probes a wider
+    neighbourhood. Needs n > 1; raises ValueError otherwise, TypeError for other objects.
     """
-    n = float(n)
+    if (
+        isinstance(gradient_accumulation_steps, bool)
+        or not isinstance(gradient_accumulation_steps, int)
+        or gradient_accumulation_steps < 1
+    ):
+        raise ValueError(
+            f"gradient_accumulation_steps must be a positive int, got {gradient_accumulation_steps!r}"
+        )
+    if isinstance(n, torch.utils.data.DataLoader):
+        if n.batch_size is None:
+            raise ValueError(
+                "default_nbeta: the DataLoader has no batch_size (a batch_sampler); pass n."
+            )
+        n = n.batch_size
+    if isinstance(n, bool) or not isinstance(n, (int, float)):
+        raise TypeError(f"default_nbeta takes a number or a DataLoader, got {type(n).__name__}")
+    n = float(n) * gradient_accumulation_steps
     if not n > 1:
         raise ValueError(f"default_nbeta needs n > 1 (n / ln n), got {n}")
     return n / math.log(n)

@@ -12,12 +12,8 @@ import re
 
 import torch
 
-from devinterp_ui.analysis.transformer_layouts import (
-    LAYOUTS,
-    TransformerLayout,
-    detect_layout,
-    head_counts,
-)
+from devinterp_ui.analysis.attention_heads import head_layout
+from devinterp_ui.analysis.transformer_layouts import ModelLayout, describe_model
 
 __all__ = ["create_param_masks", "merge_param_masks"]
 
@@ -25,6 +21,7 @@ ParamMasks = dict[str, "torch.Tensor | None"]
 
 _HEAD = re.compile(r"l(\d+)\s*h(\d+)")
 _GROUP = re.compile(r"l(\d+)\s*g(\d+)")
+_EXPERT = re.compile(r"l(\d+)\s*e(\d+)")
 _LAYER = re.compile(r"l(\d+)(?:\s+(attn|mlp))?")
 
 
@@ -40,20 +37,25 @@ def create_param_masks(
     Restrictions (case-insensitive):
         "full"             every parameter, whole
         "l{i}"             every parameter of layer i (layer norms included)
-        "l{i} attn"/"mlp"  layer i's attention / MLP submodule
-        "l{i}h{j}"         head j of layer i: its rows of q, k, v (weights and biases) and its
-                           input columns of the output projection, as bool masks. With
-                           grouped-query attention the head's shared k/v head is included.
+        "l{i} attn"/"mlp"  layer i's attention / MLP (norms excluded; MoE router and experts
+                           are MLP)
+        "l{i}h{j}"         head j of layer i's (self-)attention: its rows of q, k, v (weights and
+                           biases, fused or separate), its input columns of the output
+                           projection and its per-head extras (sinks, q/k norms over every
+                           head, gates), as bool masks. With grouped- or multi-query attention
+                           the head's shared k/v head is included.
         "l{i}g{j}"         key/value group j of layer i: its query heads and their shared k/v head
+        "l{i}e{j}"         routed expert j of layer i's MoE (shared experts and router excluded)
         "embed"/"unembed"  token embedding / unembedding (devinterp 2.x convention)
         a parameter name, a module name (every parameter under it) or a glob on parameter
         names ("blocks.*.mlp.*"); a list of any of these is their union.
-    Layer/head naming is recognised for the demo TinyLM, GPT-2 and LLaMA parameter names; head
-    counts come from `model.config` (n_heads / n_head / num_attention_heads,
-    num_key_value_heads) unless given as arguments.
+    Layers, attention, heads and experts are found from the module structure and config
+    (see `transformer_layouts` and `attention_heads`); `n_heads` / `n_kv_heads` override the
+    head counts read there. Use `preview_param_masks` to see what a restriction selects.
 
-    Raises ValueError for out-of-range layers or heads, patterns that match no parameter, and
-    layer/head restrictions on a model whose naming is not recognised.
+    Raises ValueError for out-of-range layers, heads or experts, patterns that match no
+    parameter, and layer/head restrictions on a model whose structure is not understood (the
+    message says what was found).
     """
     if isinstance(restriction, (list, tuple)):
         if not restriction:
@@ -77,42 +79,47 @@ def create_param_masks(
     key = re.sub(r"\s+", " ", spec.lower())
     if key == "full":
         return dict.fromkeys(params)
-
-    layout = detect_layout(list(aliases))
     if key in ("embed", "unembed"):
-        names = getattr(_require_layout(layout, spec), key)
-        selected = [aliases[n] for n in names if n in aliases]
-        if not selected:
-            raise ValueError(f"restriction {spec!r}: the model has none of {list(names)}")
-        return dict.fromkeys(selected)
-
-    if m := _HEAD.fullmatch(key):
-        layout = _require_layout(layout, spec)
-        layer, head = int(m[1]), int(m[2])
-        _check_layer(layout, params, layer)
-        heads, kv = head_counts(model, n_heads, n_kv_heads)
-        if head >= heads:
+        names = getattr(_layout(model, spec), key)
+        if not names:
             raise ValueError(
-                f"head {head} out of range: the model has {heads} heads (0..{heads - 1})"
+                f"restriction {spec!r}: found no {'token embedding' if key == 'embed' else 'unembedding'} "
+                "(get_input_embeddings()/get_output_embeddings() or a module named like "
+                "embed_tokens / lm_head); select it by name instead."
             )
-        return _head_masks(layout, params, layer, [head], heads, kv)
-    if m := _GROUP.fullmatch(key):
-        layout = _require_layout(layout, spec)
-        layer, group = int(m[1]), int(m[2])
-        _check_layer(layout, params, layer)
-        heads, kv = head_counts(model, n_heads, n_kv_heads)
-        if group >= kv:
-            raise ValueError(f"group {group} out of range: the model has {kv} key/value heads")
-        size = heads // kv
-        return _head_masks(
-            layout, params, layer, list(range(group * size, (group + 1) * size)), heads, kv
+        return dict.fromkeys(names)
+    if m := (_HEAD.fullmatch(key) or _GROUP.fullmatch(key)):
+        layout = _layout(model, spec)
+        layer = _layer(layout, int(m[1]))
+        heads = head_layout(
+            model, _self_attention(layer, spec), n_heads=n_heads, n_kv_heads=n_kv_heads
         )
+        j = int(m[2])
+        if m.re is _HEAD:
+            if j >= heads.n_heads:
+                raise ValueError(
+                    f"head {j} out of range: the model has {heads.n_heads} heads (0..{heads.n_heads - 1})"
+                )
+            chosen = [j]
+        else:
+            if j >= heads.n_kv:
+                raise ValueError(
+                    f"group {j} out of range: the model has {heads.n_kv} key/value heads"
+                )
+            size = heads.n_heads // heads.n_kv
+            chosen = list(range(j * size, (j + 1) * size))
+        shapes = {n: params[n].shape for n in params}
+        return {n: mask.to(params[n].device) for n, mask in heads.select(chosen, shapes).items()}
+    if m := _EXPERT.fullmatch(key):
+        return _expert_masks(model, _layer(_layout(model, spec), int(m[1])), int(m[2]), spec)
     if m := _LAYER.fullmatch(key):
-        layout = _require_layout(layout, spec)
-        layer = int(m[1])
-        _check_layer(layout, params, layer)
-        prefix = layout.layer(layer) + {"attn": layout.attn, "mlp": layout.mlp, None: ""}[m[2]]
-        return _by_predicate(params, lambda n: n.startswith(prefix), spec)
+        layer = _layer(_layout(model, spec), int(m[1]))
+        part = {None: layer.params, "attn": layer.attn, "mlp": layer.mlp}[m[2]]
+        if not part:
+            raise ValueError(
+                f"restriction {spec!r}: layer {layer.index} ({layer.path}) has no {m[2]} parameters"
+            )
+        return dict.fromkeys(part)
 
     if any(ch in spec for ch in "*?["):
         return _by_predicate(params, lambda n: fnmatch.fnmatchcase(n, spec), spec)
@@ -142,25 +149,61 @@ def _aliases(model: torch.nn.Module) -> dict[str, str]:
     return out
 
 
-def _require_layout(layout: TransformerLayout | None, spec: str) -> TransformerLayout:
-    if layout is None:
-        known = ", ".join(layout.name for layout in LAYOUTS)
-        raise ValueError(
-            f"restriction {spec!r} needs a recognised transformer naming ({known}); this model's "
-            "parameters are named otherwise. Use parameter names or glob patterns instead, "
-            "e.g. 'layers.0.*'."
-        )
-    return layout
+def _layout(model: torch.nn.Module, spec: str) -> ModelLayout:
+    try:
+        return describe_model(model)
+    except ValueError as err:
+        raise ValueError(f"restriction {spec!r}: {err}") from None
 
 
-def _check_layer(layout: TransformerLayout, params: dict, layer: int) -> None:
-    n_layers = 0
-    while any(n.startswith(layout.layer(n_layers)) for n in params):
-        n_layers += 1
-    if layer >= n_layers:
-        raise ValueError(
-            f"layer {layer} out of range: the model has {n_layers} layers (0..{n_layers - 1})"
-        )
+def _layer(layout: ModelLayout, index: int):
+    n = len(layout.layers)
+    if index >= n:
+        raise ValueError(f"layer {index} out of range: the model has {n} layers (0..{n - 1})")
+    return layout.layers[index]
+
+
+def _self_attention(layer, spec: str):
+    """The layer's self-attention: its only attention module, else the one not named cross/encoder."""
+    if len(layer.attention) == 1:
+        return layer.attention[0]
+    own = [
+        a
+        for a in layer.attention
+        if not any(w in a.path.lower() for w in ("cross", "encoder_attn"))
+    ]
+    if len(own) == 1:
+        return own[0]
+    raise ValueError(
+        f"restriction {spec!r}: layer {layer.index} has several attention modules "
+        f"{[a.path for a in layer.attention]}; select by name or glob instead."
+    )
+
+
+def _expert_masks(model: torch.nn.Module, layer, expert: int, spec: str) -> ParamMasks:
+    if layer.experts is not None:
+        if expert >= len(layer.experts):
+            raise ValueError(
+                f"expert {expert} out of range: layer {layer.index} has {len(layer.experts)} experts"
+            )
+        return dict.fromkeys(layer.experts[expert])
+    if layer.fused_experts:
+        params = dict(model.named_parameters())
+        count = int(params[layer.fused_experts[0]].shape[0])
+        if expert >= count:
+            raise ValueError(
+                f"expert {expert} out of range: layer {layer.index} has {count} experts"
+            )
+        masks: ParamMasks = {}
+        for name in layer.fused_experts:
+            mask = torch.zeros(params[name].shape, dtype=torch.bool, device=params[name].device)
+            mask[expert] = True
+            masks[name] = mask
+        return masks
+    raise ValueError(
+        f"restriction {spec!r}: layer {layer.index} ({layer.path}) has no routed experts (a "
+        "module list named 'experts' or fused (num_experts, ...) expert tensors)."
+    )
 
 
 def _by_predicate(params: dict, keep, spec: str) -> ParamMasks:
@@ -171,45 +214,3 @@ def _by_predicate(params: dict, keep, spec: str) -> ParamMasks:
             f"restriction {spec!r} matches no parameter; names look like: {sample_names}, ..."
         )
     return dict.fromkeys(selected)
-
-
-def _head_masks(
-    layout: TransformerLayout,
-    params: dict[str, torch.Tensor],
-    layer: int,
-    heads: list[int],
-    n_heads: int,
-    n_kv: int,
-) -> ParamMasks:
-    prefix = layout.layer(layer)
-    group = n_heads // n_kv
-    masks: ParamMasks = {}
-    for short, where in layout.heads.items():
-        p = params.get(prefix + short)
-        if p is None:
-            continue  # e.g. a bias the model does not have
-        size = p.shape[where.dim]
-        per_head = {"q": n_heads, "kv": n_kv, "qkv": n_heads + 2 * n_kv}[where.kind]
-        if size % per_head:
-            raise ValueError(
-                f"{prefix + short} has {size} entries along dim {where.dim}, not a multiple of "
-                f"{per_head} heads; pass the right n_heads / n_kv_heads."
-            )
-        hd = size // per_head
-        selected = torch.zeros(size, dtype=torch.bool)
-        for h in heads:
-            kv_h = h // group
-            if where.kind == "q":
-                selected[h * hd : (h + 1) * hd] = True
-            elif where.kind == "kv":
-                selected[kv_h * hd : (kv_h + 1) * hd] = True
-            else:  # q | k | v concatenated
-                q_size, kv_size = n_heads * hd, n_kv * hd
-                selected[h * hd : (h + 1) * hd] = True
-                for start in (q_size, q_size + kv_size):
-                    selected[start + kv_h * hd : start + (kv_h + 1) * hd] = True
-        shape = [1] * p.dim()
-        shape[where.dim] = size
-        mask = selected.view(shape).expand(p.shape).clone().to(p.device)
-        masks[prefix + short] = mask
-    return masks

@@ -255,3 +255,64 @@ def test_missing_head_count_raises():
     del model.config
     with pytest.raises(ValueError, match="n_heads"):
         create_param_masks(model, "l0h0")
+
+
+def test_preview_lists_tensor_slice_and_count(tiny_lm):
+    from devinterp_ui.analysis import format_preview, preview_param_masks
+
+    rows = {r.tensor: r for r in preview_param_masks(tiny_lm, "l1h2")}
+    q = rows["blocks.1.attn.q.weight"]
+    assert (q.slice, q.count, q.total) == (f"dim 0: [{2 * HD}:{3 * HD}]", HD * D, D * HEADS * HD)
+    assert rows["blocks.1.attn.o.weight"].slice == f"dim 1: [{2 * HD}:{3 * HD}]"
+    assert "blocks.1.attn.o.bias" not in rows
+    whole = preview_param_masks(tiny_lm, "l0 mlp")
+    assert all(r.slice == "all" and r.count == r.total for r in whole)
+    table = format_preview(whole)
+    assert "blocks.0.mlp.fc_in.weight" in table and table.splitlines()[-1].startswith("total")
+
+
+def test_head_restriction_on_unknown_attention_parameter_raises_instead_of_guessing(tiny_lm):
+    tiny_lm.blocks[0].attn.mystery = nn.Parameter(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="mystery.*not understood"):
+        create_param_masks(tiny_lm, "l0h0")
+
+
+def test_expert_restriction_on_a_dense_model_raises(tiny_lm):
+    with pytest.raises(ValueError, match="no routed experts"):
+        create_param_masks(tiny_lm, "l0e0")
+
+
+def test_module_list_experts_select_one_expert():
+    model = fake_llama(n_layers=1)
+    model.model["layers"][0]["mlp"] = nn.ModuleDict(
+        {
+            "gate": nn.Linear(D, 3, bias=False),
+            "experts": nn.ModuleList(nn.Linear(D, D) for _ in range(3)),
+        }
+    )
+    masks = create_param_masks(model, "l0e2")
+    assert set(masks) == {f"model.layers.0.mlp.experts.2.{p}" for p in ("weight", "bias")}
+
+
+class ParallelExperts(nn.Module):
+    """GraniteMoE before transformers 5.x: (num_experts, out, in) weights in two modules."""
+
+    def __init__(self, n, n_in, n_out):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n, n_out, n_in))
+
+
+def test_experts_kept_in_several_modules_are_all_cut():
+    model = fake_llama(n_layers=1)
+    model.model["layers"][0]["mlp"] = nn.ModuleDict(
+        {
+            "router": nn.Linear(D, 3, bias=False),
+            "input_linear": ParallelExperts(3, D, 8),
+            "output_linear": ParallelExperts(3, 8, D),
+        }
+    )
+    masks = create_param_masks(model, "l0e2")
+    assert set(masks) == {
+        f"model.layers.0.mlp.{m}.weight" for m in ("input_linear", "output_linear")
+    }
+    assert all(m[2].all() and m.sum() == m[2].numel() for m in masks.values())
