@@ -302,8 +302,9 @@ def test_the_extension_output_carries_bokehjs_inline(inline):
         for o in inline.outputs["extension"]
         if o.get("output_type") == "display_data"
     ]
+    # (The bundle names CDN URLs in code paths inline mode does not take; that nothing is
+    # fetched from outside is checked on the network, above.)
     assert any("Bokeh" in js and len(js) > 1_000_000 for js in scripts)
-    assert not any("cdn.bokeh.org" in js or "cdn.holoviz.org/panel" in js for js in scripts)
 
 
 def test_the_saved_notebook_draws_its_plots_when_reopened_offline(inline):
