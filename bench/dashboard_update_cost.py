@@ -8,10 +8,18 @@
    2 observables, small per-token rows): rows are filled in bulk up to just before 1k, 10k and
    100k steps, then --polls polls each find --batch-steps new steps per chain; each poll is timed.
 
+3. The Health panel's recompute (`HealthPanel.update(..., force=True)`: diagnose + health +
+   the HTML) on a run of 1k, 10k and 100k steps per chain, fed as `StoreReader.accumulated()`
+   gives it (loss trace only) and as the reader's rows with SGLD metrics; --polls repeats each
+   (the fastest is the least disturbed figure on a shared machine).
+   R-hat/ESS/MCSE run on at most MAX_DIAG_DRAWS draws per chain (thinned), so the arviz-stats
+   part is flat; what is left is linear numpy work over the trace.
+
     python bench/dashboard_update_cost.py                 # to 100k steps (~1-2 min)
     python bench/dashboard_update_cost.py --steps 20000   # quicker; windows at 1k, 10k, 20k
 
-Needs the UI dependencies (bokeh) for part 1; part 2 only the core. `--skip-plots` skips part 1.
+Needs the UI dependencies (bokeh, panel) for parts 1 and 3; part 2 only the core.
+`--skip-plots` skips part 1, `--skip-health` part 3.
 """
 
 from __future__ import annotations
@@ -165,6 +173,60 @@ def reader_cost(args) -> list[str]:
     return lines
 
 
+def _health_sources(chains: int, steps: int, rng: np.random.Generator):
+    """(accumulated, rows): a run of `steps` steps per chain as StoreReader.accumulated() and
+    as concatenated reader rows with SGLD metrics."""
+    loss = 3 + 0.1 * rng.standard_normal((chains, steps))
+    attrs = {"metadata": {"config": {"sampler": {"n_beta": 10.0, "num_burnin_steps": 0}}}}
+    accumulated = xr.Dataset(
+        {
+            "loss_trace": (("chain", "step"), loss),
+            "init_loss": (("chain", "token_pos"), np.full((chains, 7), 2.9)),
+        },
+        attrs=attrs,
+    )
+    chain, step = np.meshgrid(np.arange(chains), np.arange(steps), indexing="ij")
+    metric = np.abs(rng.standard_normal(loss.size)) + 0.1
+    rows = xr.Dataset(
+        {
+            "loss": ("row", loss.ravel()),
+            **{
+                f"metrics_{m}": ("row", metric) for m in ("scaled_grad", "localization", "distance")
+            },
+        },
+        coords={"chain": ("row", chain.ravel()), "step": ("row", step.ravel())},
+        attrs={"n_beta": 10.0, "init_loss": 2.9, "num_burnin_steps": 0},
+    )
+    return accumulated, rows
+
+
+def health_cost(args) -> list[str]:
+    from devinterp_ui.analysis.diagnostics import MAX_DIAG_DRAWS
+    from devinterp_ui.ui.health_panel import HealthPanel
+
+    rng = np.random.default_rng(2)
+    lines = [
+        f"HealthPanel.update(force=True): diagnose + health + HTML, {args.chains} chains; "
+        f"R-hat/ESS/MCSE on <= {MAX_DIAG_DRAWS} draws per chain"
+    ]
+    for mark in _checkpoints(args.steps):
+        accumulated, rows = _health_sources(args.chains, mark, rng)
+        for label, source in (("accumulated", accumulated), ("rows+metrics", rows)):
+            panel = HealthPanel()
+            took = []
+            for _ in range(max(args.polls // 2, 3)):
+                t0 = time.perf_counter()
+                panel.update(source, force=True)
+                took.append(time.perf_counter() - t0)
+            t = np.array(took) * 1e3
+            lines.append(
+                f"  at step {mark:>7,} ({label:>12}): {t.min():7.1f} ms fastest, "
+                f"{statistics.median(t):.1f} median, {t.max():.1f} slowest; "
+                f"thin {panel.diagnostics.attrs['thin']}"
+            )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -180,10 +242,13 @@ def main() -> None:
     )
     parser.add_argument("--polls", type=int, default=10)
     parser.add_argument("--skip-plots", action="store_true")
+    parser.add_argument("--skip-health", action="store_true")
     args = parser.parse_args()
     if not args.skip_plots:
         print("\n".join(plots_cost(args)), flush=True)
-    print("\n".join(reader_cost(args)))
+    print("\n".join(reader_cost(args)), flush=True)
+    if not args.skip_health:
+        print("\n".join(health_cost(args)))
 
 
 if __name__ == "__main__":

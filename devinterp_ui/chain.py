@@ -146,9 +146,10 @@ class SharedSegments:
 class PlainGradient:
     """One chain's gradient estimator: autograd on its own model copy.
 
-    `grads(batches)` -> ([(1, *shape) gradient of the mean loss per sampled parameter],
-    (1, B, P) per-row losses); `evaluate(batch)` -> (1, B, P) losses without gradients.
-    The leading dim of size 1 is the group's chain dim (see `VmappedGradient`).
+    `grads(rows)` -> ([gradient of the mean loss per sampled parameter], (1, B, P) per-row
+    losses), rows: [the chain's row indices]; `of_chain(grads, 0)` gives the chain's list;
+    `evaluate(rows, batch, where)` -> (1, B, P) losses without gradients. The leading dim of
+    size 1 of the losses is the group's chain dim (see `VmappedGradient`).
     """
 
     def __init__(self, model: torch.nn.Module, sampled: dict, source: DataSource, loss_fn, device):
@@ -165,10 +166,13 @@ class PlainGradient:
         )
         g = torch.autograd.grad(per.mean(), self.params, allow_unused=True)
         g = [
-            (torch.zeros_like(p) if gi is None else gi).unsqueeze(0)
-            for p, gi in zip(self.params, g, strict=True)
+            torch.zeros_like(p) if gi is None else gi for p, gi in zip(self.params, g, strict=True)
         ]
         return g, per.detach().unsqueeze(0)
+
+    @staticmethod
+    def of_chain(grads: list[torch.Tensor], i: int) -> list[torch.Tensor]:
+        return grads
 
     def evaluate(self, rows: int, batch, where: str) -> torch.Tensor:
         return as_per_position(self.loss_fn(self.model, batch), rows, where).unsqueeze(0)
@@ -253,7 +257,7 @@ class ChainGroup:
                 state = self.states[i]
                 _, info = kernel.step(
                     state,
-                    self.layout.flat_grads([g[i] for g in grads]),
+                    self.layout.flat_grads(self.estimator.of_chain(grads, i)),
                     (self._noise(i, slot.w) for slot in state.slots),
                     self.hyper,
                     with_metrics,

@@ -125,8 +125,32 @@ def sgld_step(
     acc = StepMetrics() if with_metrics else None
     with torch.no_grad():
         for slot, g, xi in zip(slots, grads, noises, strict=True):
-            _update_one(slot, g, xi, hp, acc)
+            for piece, g_piece, xi_piece in pieces(slot, g, xi):
+                _update_one(piece, g_piece, xi_piece, hp, acc)
     return acc
+
+
+UPDATE_NUMEL = 1 << 20
+"""Entries updated at once: the update's temporaries (drift, distance, noise, metrics) stay a
+few times 4 MiB even for one huge parameter (a 50k-token embedding is a third of GPT-2)."""
+
+
+def pieces(slot: ParamSlot, g: torch.Tensor, xi: torch.Tensor, numel: int | None = None):
+    """(slot, g, xi) cut into consecutive flat pieces of at most `numel` entries (views, so an
+    update of a piece updates the slot). Elementwise rules give the same numbers either way.
+    Non-contiguous tensors (a parameter viewed transposed) are left whole."""
+    numel = numel or UPDATE_NUMEL
+    tensors = [slot.w, slot.w0, slot.mask, slot.v, slot.p, g, xi]
+    whole = slot.w.numel() <= numel or not all(
+        t is None or (t.is_contiguous() and t.numel() == slot.w.numel()) for t in tensors
+    )
+    if whole:
+        yield slot, g, xi
+        return
+    flat = [None if t is None else t.view(-1) for t in tensors]
+    for start in range(0, slot.w.numel(), numel):
+        w, w0, m, v, p, gp, xp = (None if t is None else t[start : start + numel] for t in flat)
+        yield ParamSlot(w=w, w0=w0, mask=m, v=v, p=p), gp, xp
 
 
 def _update_one(slot: ParamSlot, g: torch.Tensor, xi: torch.Tensor, hp: SGLDHyper, acc) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from devinterp_ui.sgld import ParamSlot, SGLDHyper, StepMetrics
+from devinterp_ui.sgld import ParamSlot, SGLDHyper, StepMetrics, pieces
 
 
 @dataclass
@@ -72,8 +72,9 @@ def sgnht_step(
     energy = None
     with torch.no_grad():
         for slot, g, xi in zip(slots, grads, noises, strict=True):
-            e = _update_one(slot, g, xi, thermostat.z, hp, acc)
-            energy = e if energy is None else energy + e
+            for piece, g_piece, xi_piece in pieces(slot, g, xi):
+                e = _update_one(piece, g_piece, xi_piece, thermostat.z, hp, acc)
+                energy = e if energy is None else energy + e
         if energy is not None:
             thermostat.z.add_(energy.to(thermostat.z.dtype) / thermostat.count - hp.lr)
     return acc

@@ -46,7 +46,8 @@ class VmappedGradient:
 
     `grads(rows)` -> ([(C, *shape) gradient per sampled parameter], (C, B, P) losses), rows one
     array per chain (with `shared_batches`, every chain's are the same and only the first is
-    used: one batch for all); `evaluate(rows, batch, where)` -> (C, B, P) losses on one batch.
+    used: one batch for all); `of_chain(grads, i)`: chain i's list; `evaluate(rows, batch,
+    where)` -> (C, B, P) losses on one batch.
     """
 
     def __init__(self, model, stacked: dict, source: DataSource, loss_fn, device, shared_batches):
@@ -72,6 +73,11 @@ class VmappedGradient:
     def grads(self, rows: list[np.ndarray]) -> tuple[list[torch.Tensor], torch.Tensor]:
         g, per = self._grad(self.stacked, self._batch(rows))
         return [g[n] for n in self.names], per.detach()
+
+    @staticmethod
+    def of_chain(grads: list[torch.Tensor], i: int) -> list[torch.Tensor]:
+        """Chain i's gradients: (*shape) views of the (C, *shape) ones."""
+        return [g[i] for g in grads]
 
     def evaluate(self, rows: int, batch, where: str) -> torch.Tensor:
         return self._eval(self.stacked, batch)

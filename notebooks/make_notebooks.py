@@ -10,6 +10,7 @@ carry no outputs, then executes each one at the reduced size (DEVINTERP_UI_NOTEB
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -466,10 +467,20 @@ band = hv.HSpan(true_lambda * (1 - TOLERANCE), true_lambda * (1 + TOLERANCE)).op
 """),
 ]
 
+
+def _cells_from(file_name: str):
+    """Cells kept in a module of their own beside this script (loaded by path, as this is)."""
+    spec = importlib.util.spec_from_file_location(file_name.removesuffix(".py"), HERE / file_name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.cells(markdown, code, SETUP)
+
+
 NOTEBOOKS = {
     "quickstart.ipynb": QUICKSTART,
     "llc_over_training.ipynb": LLC_OVER_TRAINING,
     "known_lambda.ipynb": KNOWN_LAMBDA,
+    "sweep_and_trajectory.ipynb": _cells_from("sweep_and_trajectory_cells.py"),
 }
 
 

@@ -162,8 +162,7 @@ def _from_rows(rows: xr.Dataset, n_beta, init_loss, chain_status, settings) -> R
             "n_beta=...), or set rows.attrs['n_beta']."
         )
     beta = float(beta)
-    grid = rows.drop_vars([v for v in rows.coords if v not in ("chain", "step")])
-    grid = grid.set_index(row=["chain", "step"]).unstack("row").sortby(["chain", "step"])
+    grid = _grid(rows)
     num_chains = grid.sizes["chain"]
     loss = grid["loss"].astype(np.float64)
     init = init_loss if init_loss is not None else rows.attrs.get("init_loss")
@@ -190,6 +189,38 @@ def _from_rows(rows: xr.Dataset, n_beta, init_loss, chain_status, settings) -> R
         metrics=metrics,
         settings=settings,
     )
+
+
+def _grid(rows: xr.Dataset) -> xr.Dataset:
+    """The rows' data vars laid out over (chain, step), NaN where no row: a scatter into numpy
+    arrays (xarray's set_index/unstack took 0.4 s at 4 x 10^5 rows, this a few ms). The chain
+    and step coords are the sorted values present in the rows, as unstack gives them."""
+    chain = np.asarray(rows["chain"].values).astype(np.int64)
+    step = np.asarray(rows["step"].values).astype(np.int64)
+    chains, ci = _present(chain)
+    steps, si = _present(step)
+    data = {}
+    for name in rows.data_vars:
+        if rows[name].dims != ("row",):
+            continue
+        values = np.asarray(rows[name].values)
+        kind = values.dtype.kind
+        dtype = values.dtype if kind == "f" else np.float64 if kind in "iub" else object
+        out = np.full((chains.size, steps.size), np.nan, dtype=dtype)
+        out[ci, si] = values
+        data[name] = (("chain", "step"), out)
+    return xr.Dataset(data, coords={"chain": chains, "step": steps}, attrs=rows.attrs)
+
+
+def _present(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct values, index of each entry in them) of small non-negative-ish ints,
+    by counting instead of sorting (np.unique sorts: O(n log n) per recompute)."""
+    if ids.size == 0:
+        return ids, ids
+    low = int(ids.min())
+    seen = np.bincount(ids - low) > 0
+    rank = np.cumsum(seen) - 1
+    return np.flatnonzero(seen) + low, rank[ids - low]
 
 
 def _init_from_running_llc(grid: xr.Dataset, n_beta: float) -> float:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import xarray as xr
 
-from devinterp_ui.config import SETTINGS, SamplerConfig
+from devinterp_ui.config import SETTINGS, validate_settings
 from devinterp_ui.live.job_state import (
     COMPLETED,
     FAILED,
@@ -77,8 +77,7 @@ class SamplingJob:
             raise TypeError(
                 f"SamplingJob sets {owned} itself: call job.stop() to end the run at the next step."
             )
-        config = SamplerConfig(**{k: v for k, v in sample_kwargs.items() if k in SETTINGS})
-        config.validate()
+        config = validate_settings({k: v for k, v in sample_kwargs.items() if k in SETTINGS})
         check_run_options(model, **{k: v for k, v in sample_kwargs.items() if k in _RUN_OPTIONS})
 
         self.config = config

@@ -60,6 +60,17 @@ def flag_badge_html(flag: Flag) -> str:
     )
 
 
+def _thin_note(diag: xr.Dataset) -> str:
+    """Says when R-hat/ESS/MCSE came from a thinned trace (diagnose's MAX_DIAG_DRAWS rule)."""
+    k = int(diag.attrs.get("thin", 1))
+    if k <= 1:
+        return ""
+    return (
+        f' <small class="health-thin">(R-hat, ESS and MCSE from every k-th draw, k = {k}, '
+        "to keep updates fast; the LLC uses every draw)</small>"
+    )
+
+
 def summary_html(diag: xr.Dataset | None, flags: list[Flag]) -> str:
     """The LLC with its ESS-based standard error, the spread over chains, R-hat and ESS."""
     if diag is None:
@@ -85,7 +96,7 @@ def summary_html(diag: xr.Dataset | None, flags: list[Flag]) -> str:
         f' &middot; ESS bulk <span class="health-ess-bulk">{_num(diag["ess_bulk"], 4)}</span>'
         f' &middot; ESS tail <span class="health-ess-tail">{_num(diag["ess_tail"], 4)}</span>'
         f" &middot; {int(diag.attrs.get('num_draws', 0))} draws per chain after a burn-in of "
-        f"{int(diag.attrs.get('burnin', 0))} steps"
+        f"{int(diag.attrs.get('burnin', 0))} steps{_thin_note(diag)}"
         "</div>"
     )
 

@@ -235,3 +235,55 @@ def test_diagnose_follows_a_run_while_it_is_written(tmp_path):
     finally:
         release.set()
         job.join(60)
+
+
+def _long_rows(chains: int, steps: int, seed: int = 0) -> xr.Dataset:
+    """Reader rows of a long autocorrelated trace (an AR(1) loss), with its n_beta and init."""
+    rng = np.random.default_rng(seed)
+    loss = np.empty((chains, steps))
+    loss[:, 0] = rng.standard_normal(chains)
+    for t in range(1, steps):
+        loss[:, t] = 0.9 * loss[:, t - 1] + rng.standard_normal(chains)
+    chain, step = np.meshgrid(np.arange(chains), np.arange(steps), indexing="ij")
+    return xr.Dataset(
+        {"loss": ("row", 3 + 0.1 * loss.ravel())},
+        coords={"chain": ("row", chain.ravel()), "step": ("row", step.ravel())},
+        attrs={"n_beta": 5.0, "init_loss": 2.9},
+    )
+
+
+def test_a_long_trace_is_thinned_and_its_figures_are_arviz_stats_on_the_thinned_array():
+    """Past max_draws draws per chain, R-hat/ESS/MCSE are arviz-stats on every k-th draw,
+    k = ceil(draws / max_draws) (bounded recompute cost); the LLC still uses every draw."""
+    rows = _long_rows(3, 1_000)
+    d = diagnose(rows, max_draws=300)
+    full = diagnose(rows, max_draws=None)
+    assert d.attrs["thin"] == 4 and full.attrs["thin"] == 1
+    x = d["loss"].values[:, ::4]
+    assert x.shape == (3, 250)
+    assert float(d["rhat"]) == pytest.approx(
+        float(array_stats.rhat(x, chain_axis=0, draw_axis=1, method="rank")), rel=1e-12
+    )
+    assert float(d["ess_bulk"]) == pytest.approx(
+        float(array_stats.ess(x, chain_axis=0, draw_axis=1, method="bulk")), rel=1e-12
+    )
+    assert float(d["mcse"]) == pytest.approx(
+        5.0 * float(array_stats.mcse(x, chain_axis=0, draw_axis=1, method="mean")), rel=1e-12
+    )
+    assert float(d["ess_tail_chain"][1]) == pytest.approx(
+        float(array_stats.ess(x[1:2], chain_axis=0, draw_axis=1, method="tail", prob=TAIL_PROB)),
+        rel=1e-12,
+    )
+    np.testing.assert_allclose(d["llc"].values, full["llc"].values, rtol=1e-12)
+    # With an autocorrelation time (~19 draws) beyond the stride, thinning loses little.
+    assert float(d["mcse"]) == pytest.approx(float(full["mcse"]), rel=0.25)
+
+
+def test_the_default_thinning_leaves_short_runs_alone_and_bad_max_draws_is_refused():
+    from devinterp_ui.analysis.diagnostics import MAX_DIAG_DRAWS
+
+    rows = _long_rows(2, 200)
+    assert diagnose(rows).attrs["thin"] == 1
+    assert MAX_DIAG_DRAWS >= 1_000
+    with pytest.raises(ValueError, match="max_draws"):
+        diagnose(rows, max_draws=2)

@@ -183,6 +183,27 @@ def test_spikes_are_quiet_on_gaussian_noise():
     assert "spikes" not in codes(health(rows_of(healthy(steps=2000))))
 
 
+def test_on_a_long_run_the_scale_comes_from_a_sample_and_every_jump_is_still_judged():
+    """Past MAX_SCALE_SAMPLES differences the median/MAD use every k-th one (bounded cost);
+    the scale hardly moves, and a single spike anywhere, not on the sampled grid, still fires."""
+    from devinterp_ui.analysis.health_checks import (
+        MAD_TO_SD,
+        MAX_SCALE_SAMPLES,
+        minibatch_noise,
+        robust_jumps,
+    )
+
+    loss = healthy(chains=2, steps=3 * MAX_SCALE_SAMPLES + 7, seed=5)
+    diffs = np.diff(loss, axis=1).ravel()
+    full = MAD_TO_SD * np.median(np.abs(diffs - np.median(diffs))) / np.sqrt(2.0)
+    assert minibatch_noise(loss) == pytest.approx(full, rel=0.02)
+    assert minibatch_noise(loss) == pytest.approx(0.05, rel=0.03)
+    assert np.all(robust_jumps(loss) < SPIKE_K)
+    loss[0, 40_001] += 2.0  # 40 sd, at an odd step
+    z = robust_jumps(loss)
+    assert z[0] > SPIKE_K and z[1] < SPIKE_K
+
+
 # --- low_ess ------------------------------------------------------------------------------------
 
 
@@ -283,3 +304,10 @@ def test_step_bias_is_quiet_at_a_small_lr_and_without_advice():
 def test_health_accepts_the_diagnostics_dataset_itself():
     rows = rows_of(healthy(level=-0.3))
     assert codes(health(diagnose(rows))) == codes(health(rows))
+
+
+def test_a_run_with_one_draw_per_chain_is_judged_without_error():
+    # A study cell or a live run that has just started: one finite row per chain.
+    flags = health(rows_of(np.full((4, 1), INIT + 0.01)))
+    assert all(isinstance(f, Flag) for f in flags)
+    assert worst_severity(flags) in ("ok", "info", "warn", "error")

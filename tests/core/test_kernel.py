@@ -47,3 +47,38 @@ def test_float32_weights_are_updated_directly():
     t = torch.zeros(2)
     (w,), (view,) = kernel.master_weights([t])
     assert w is t and view is None
+
+
+@pytest.mark.parametrize("method", ["sgmcmc_sgld", "rmsprop_sgld", "sgnht"])
+def test_updating_a_large_slot_in_pieces_gives_the_same_numbers(monkeypatch, method):
+    from devinterp_ui import sgld
+
+    hp = SGLDHyper(
+        lr=0.01,
+        n_beta=3.0,
+        localization=2.0,
+        llc_weight_decay=0.1,
+        bounding_box_size=0.05,
+        method=method,
+        diffusion_factor=0.05,
+    )
+    gen = torch.Generator().manual_seed(0)
+    w0 = torch.randn(10, generator=gen)
+    mask = (torch.rand(10, generator=gen) > 0.3).float()
+    grads = [torch.randn(10, generator=gen) for _ in range(3)]
+    noise = [torch.randn(10, generator=gen) for _ in range(4)]
+
+    def run():
+        draws = iter(noise)
+        st = kernel.init_state([w0.clone()], [w0], [mask], hp, lambda t: next(draws).clone())
+        metrics = [
+            kernel.step(st, [g.clone()], [next(draws).clone()], hp, True)[1].values() for g in grads
+        ]
+        return st.slots[0].w, metrics
+
+    whole_w, whole_m = run()
+    monkeypatch.setattr(sgld, "UPDATE_NUMEL", 3)  # pieces of 3, 3, 3, 1 entries
+    piece_w, piece_m = run()
+    torch.testing.assert_close(piece_w, whole_w, rtol=0, atol=1e-7)
+    for a, b in zip(piece_m, whole_m, strict=True):
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-12)

@@ -65,7 +65,10 @@ def test_step_size_and_temperature_must_be_positive_and_finite(tmp_path, name, v
 )
 def test_counts_must_be_at_least_one(tmp_path, name):
     fails_before_compute(
-        tmp_path, ValueError, rf"{name} must be an integer >= 1 \(got 0\)", **{name: 0}
+        tmp_path,
+        ValueError,
+        rf"{name} must be an integer >= 1( and <= \d+)? \(got 0\)",
+        **{name: 0},
     )
 
 
@@ -184,9 +187,8 @@ def test_empty_restriction(tmp_path):
     )
 
 
-def test_model_without_trainable_parameters(tmp_path):
-    model = CountingLM().requires_grad_(False)
-    fails_before_compute(tmp_path, ValueError, r"no trainable parameters", model=model)
+def test_model_without_parameters(tmp_path):
+    fails_before_compute(tmp_path, ValueError, r"no parameters to sample", model=torch.nn.ReLU())
 
 
 def test_observable_smaller_than_a_draw(tmp_path):

@@ -40,6 +40,16 @@ def test_a_healthy_run_shows_llc_mcse_spread_rhat_and_ess_and_no_warning():
     assert panel.severity == "ok" and "No health flag" in panel._flags_pane.object
 
 
+def test_a_long_run_says_its_convergence_figures_come_from_a_thinned_trace():
+    panel = HealthPanel()
+    rows = rows_of(healthy(steps=6_000))
+    panel.update(rows, max_draws=2_000)
+    assert panel.diagnostics.attrs["thin"] == 3
+    assert "every k-th draw, k = 3" in panel._summary.object
+    panel.update(rows_of(healthy()), force=True)
+    assert "health-thin" not in panel._summary.object
+
+
 def test_a_flagged_run_shows_badges_with_advice_and_a_warning_beside_the_llc():
     panel = HealthPanel()
     panel.update(rows_of(healthy(level=-0.3)))
@@ -128,7 +138,8 @@ def test_a_real_run_with_a_failed_chain_shows_the_samplers_error_and_advice(tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tree = sample(
-            ExplodesAbove(float(np.mean(starts))),
+            # Above the checkpoint (w = 0, so the probe is finite) and below chain 0's start.
+            ExplodesAbove(max(starts) / 2),
             data,
             {},
             loss_fn=exploding_loss,

@@ -1,0 +1,149 @@
+"""`StudyLauncher`: start a sweep or a trajectory from the page, then watch it in a StudiesView.
+
+Sweep: type the values per axis (lr, n_beta, localization: comma-separated numbers; an empty
+field keeps that setting fixed), Start.
+Trajectory: pick checkpoints (from `checkpoints`, e.g. a demo's `{step: factory}`), Start.
+Every other `sample()` setting comes from `settings` (the dashboard passes its form's values).
+Bad input is shown under the fields, naming the axis or the cell, before anything runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import panel as pn
+import param
+
+from devinterp_ui.study import llc_trajectory, sweep
+from devinterp_ui.ui.studies_view import StudiesView
+
+AXES = ("lr", "n_beta", "localization")
+
+
+def parse_values(axis: str, text: str) -> list[float]:
+    """ "1e-5, 3e-5" -> [1e-05, 3e-05]; ValueError naming the axis and the bad entry."""
+    values = []
+    for part in text.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise ValueError(
+                f"{axis} values: {part!r} is not a number; type numbers separated by commas, "
+                "e.g. 1e-5, 3e-5."
+            ) from None
+    if not values:
+        raise ValueError(f"{axis} values: give at least one number.")
+    return values
+
+
+class StudyLauncher(pn.viewable.Viewer):
+    """Start studies of `model` on `dataset` into `runs_dir`; shows the running study below."""
+
+    model = param.Parameter(doc="The checkpoint a sweep samples (torch.nn.Module or factory).")
+    dataset = param.Parameter(doc="The sampling data, as for sample().")
+    observables = param.Dict(default=None, allow_None=True, doc="As for sample().")
+    settings = param.Dict(default={}, doc="Fixed sample() keywords (everything but the axes).")
+    checkpoints = param.Dict(default=None, allow_None=True, doc="{step: model or factory}.")
+    runs_dir = param.String(default="runs", doc="Each study gets a new directory inside.")
+    executor = param.Parameter(default=None, doc="As for sweep(); None: the local pool.")
+    kind = param.Selector(default="sweep", objects=["sweep", "trajectory"])
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.inputs = {
+            axis: pn.widgets.TextInput(label=f"{axis} values", value=self._default(axis))
+            for axis in AXES
+        }
+        steps = sorted(self.checkpoints or {})
+        self.steps = pn.widgets.MultiChoice(label="checkpoints", options=steps, value=steps)
+        self.kind_picker = pn.widgets.RadioButtonGroup.from_param(self.param.kind)
+        self.start_button = pn.widgets.Button(label="Start study", color="primary")
+        self.start_button.on_click(lambda _e: self.start())
+        self.error = pn.pane.Alert("", alert_type="danger", visible=False)
+        self.view_area = pn.Column(sizing_mode="stretch_width")
+        self.study = None
+        self.view: StudiesView | None = None
+
+    def _default(self, axis: str) -> str:
+        value = self.settings.get(axis)
+        return "" if value is None else repr(float(value))
+
+    def grid(self) -> dict[str, list[float]]:
+        """The typed axes; an empty field is no axis (the fixed setting, or its default)."""
+        grid = {
+            axis: parse_values(axis, self.inputs[axis].value)
+            for axis in AXES
+            if self.inputs[axis].value.strip()
+        }
+        if not grid:
+            raise ValueError("type the values of at least one axis (lr, n_beta, localization).")
+        return grid
+
+    def start(self):
+        """Start the chosen study; returns it (None when the input was refused: see `error`)."""
+        self.error.visible = False
+        try:
+            study = self._launch()
+        except (ValueError, TypeError) as exc:
+            self.error.object = str(exc)
+            self.error.visible = True
+            return None
+        self.study = study
+        self.view = StudiesView(study=study)
+        self.view_area.objects = [self.view]
+        return study
+
+    def _launch(self):
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path(self.runs_dir) / f"{self.kind}-{stamp}-{time.time_ns() % 10**6:06d}"
+        if self.kind == "sweep":
+            grid = self.grid()
+            fixed = {k: v for k, v in self.settings.items() if k not in grid}
+            return sweep(
+                self.model,
+                self.dataset,
+                self.observables,
+                grid=grid,
+                output_dir=out,
+                executor=self.executor,
+                **fixed,
+            )
+        if not self.checkpoints:
+            raise ValueError("no checkpoints to choose from: pass checkpoints={step: model}.")
+        if not self.steps.value:
+            raise ValueError("checkpoints: pick at least one.")
+        chosen: Mapping[int, Any] = {s: self.checkpoints[s] for s in self.steps.value}
+        return llc_trajectory(
+            dict(chosen),
+            self.dataset,
+            self.observables,
+            output_dir=out,
+            executor=self.executor,
+            **self.settings,
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        def fields(kind: str):
+            return pn.Column(*self.inputs.values()) if kind == "sweep" else self.steps
+
+        return pn.Column(
+            self.kind_picker,
+            pn.bind(fields, self.param.kind),
+            self.start_button,
+            self.error,
+            self.view_area,
+            sizing_mode="stretch_width",
+        )
+
+
+def demo_checkpoints(demo) -> dict[int, Callable]:
+    """{step: factory} of a loaded demo's trajectory, for `checkpoints=`."""
+    import functools
+
+    return {step: functools.partial(demo.model_at, step) for step in demo.steps}
