@@ -41,6 +41,7 @@ ARTIFACTS = ROOT / "test-artifacts" / "notebooks"
 CHROMIUM = os.environ.get("DEVINTERP_UI_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 CHAINS, DRAWS = 2, 40
+AWAIT_DRAWS = 150  # the awaited run: a warm kernel samples 40 draws between two looks
 RESULT = re.compile(r"LLC = -?\d")  # the result's headline, once a run has finished
 # What a Panel or Bokeh failure says in the console (the error issue 14 saw offline, and
 # Bokeh's ownership error); a few of Bokeh's own warnings are not errors.
@@ -141,6 +142,8 @@ def inline(lab, browser):
             "job = dashboard.start()\nprint('start returned; running:', dashboard.running)",
             "llc = dashboard.llc()\nprint('result:', type(dashboard.result).__name__, "
             "'llc_mean:', float(llc['llc_mean']))",
+            # A longer run, so that the page is caught mid-run while the cell awaits.
+            f"dashboard.form.set_values({{'num_draws': {AWAIT_DRAWS}}})\n"
             "tree = await dashboard.run()\nprint('awaited:', tree is dashboard.result, "
             "dashboard.current.status)",
             SAVED_PLOT,
@@ -258,10 +261,10 @@ def source_lengths(page) -> list[int]:
     )
 
 
-def growing(samples: list[list[list[int]]]) -> tuple[list[int], list[int]]:
+def growing(samples: list[list[list[int]]], draws: int = DRAWS) -> tuple[list[int], list[int]]:
     """A sample where every chain of the newest document is mid-run, and the last sample."""
     rows = [r[-1] for r in samples if r]
-    mid = next((r for r in rows if all(0 < n < DRAWS for n in r)), None)
+    mid = next((r for r in rows if all(0 < n < draws for n in r)), None)
     assert mid is not None, f"no sample caught every chain mid-run: {rows}"
     return mid, rows[-1]
 
@@ -286,7 +289,7 @@ def test_result_and_llc_come_back_to_the_same_kernel(inline):
 
 
 def test_awaited_run_keeps_the_plots_live_and_returns_the_tree(inline):
-    mid, last = growing(inline.await_traces)
+    mid, last = growing(inline.await_traces, AWAIT_DRAWS)
     assert all(b > a for a, b in zip(mid, last, strict=True)), (mid, last)
     assert "awaited: True completed" in inline.texts["await"]
 
@@ -308,8 +311,8 @@ def test_the_extension_output_carries_bokehjs_inline(inline):
 
 
 def test_the_saved_notebook_draws_its_plots_when_reopened_offline(inline):
-    # The dashboard (its Start button, waited for above) and the run's saved plot: DRAWS rows.
-    assert DRAWS in inline.reopened, inline.reopened
+    # The dashboard (its Start button, waited for above) and the saved plot of the last run.
+    assert AWAIT_DRAWS in inline.reopened, inline.reopened  # the last run, plotted
     assert inline.reopened_log.blocked == []
     assert inline.reopened_log.errors(*FAILURE_WORDS) == []
 

@@ -97,8 +97,7 @@ def test_ipywidget_view_shows_the_traces_of_a_run_started_from_code(dashboard):
 
 
 def test_settings_typed_in_the_widget_come_back_as_sample_arguments(dashboard):
-    dashboard.form.widgets["lr"].value = 2e-3
-    dashboard.form.widgets["num_draws"].value = 9
+    dashboard.form.set_values({"lr": 2e-3, "num_draws": 9})  # as typed: the form formats them
     settings = dashboard.settings
     assert settings["lr"] == 2e-3 and settings["num_draws"] == 9
     assert settings["n_beta"] == 20.0
@@ -168,7 +167,7 @@ def test_run_is_awaitable_and_returns_the_finished_tree(dashboard):
 
 
 def test_run_past_its_timeout_raises_and_leaves_the_run_to_stop(dashboard):
-    dashboard.form.widgets["num_draws"].value = 5000
+    dashboard.form.set_values({"num_draws": 5000})
     with pytest.raises(TimeoutError, match=r"dashboard\.stop\(\) ends it"):
         asyncio.run(dashboard.run(timeout=0.2))
     assert dashboard.running
@@ -178,7 +177,7 @@ def test_run_past_its_timeout_raises_and_leaves_the_run_to_stop(dashboard):
 
 
 def test_cancelling_the_awaited_run_stops_it(dashboard):
-    dashboard.form.widgets["num_draws"].value = 5000
+    dashboard.form.set_values({"num_draws": 5000})
 
     async def interrupt():
         task = asyncio.ensure_future(dashboard.run())
