@@ -4,9 +4,10 @@
 downloaded) sampled by `sample()` with the default next-token loss (called without a KV
 cache) on random token rows. Peak resident memory is polled every 20 ms from /proc during the
 run and reported above the process's memory just before the model was built, in units of one
-model copy (parameters x 4 bytes): the budget is (chains + 2) copies (the caller's model, the
-run's base copy, one per chain) plus buffers bounded by the batch (activations, logits B x T x
-vocab) and the store's row chunks.
+model copy (parameters x 4 bytes): the budget is (chains + 2) copies (the caller's model, which
+also serves as the chains' anchors, one per chain, and the gradients of the chain stepping) plus
+buffers bounded by the batch (activations, logits B x T x vocab) and the store's row chunks
+(docs/performance.md section 11).
 
     python bench/midsize_model.py                          # 1 chain, 4 draws, batch 4 x 128
     python bench/midsize_model.py --draws 8 --seq-len 256

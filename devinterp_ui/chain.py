@@ -142,6 +142,29 @@ class SharedSegments:
         anchors, _ = kernel.master_weights(layout.pack(checkpoint))
         return cls(layout, anchors, layout.masks(anchors))
 
+    @classmethod
+    def read_from(
+        cls,
+        checkpoint: torch.nn.Module,
+        sampled: dict[str, torch.Tensor | None],
+        device: torch.device,
+    ):
+        """The anchors read from `checkpoint` (the caller's model) without modifying it: a
+        segment of one contiguous parameter already on `device` is a view of that parameter,
+        no copy (most of a large model's entries: its big matrices are a segment each); a
+        segment of several parameters is a concatenated copy. The caller's model must then
+        stay unchanged while the chains run (sample() documents this)."""
+        layout = SegmentLayout(checkpoint, sampled)
+        named = dict(checkpoint.named_parameters())
+        flats = []
+        with torch.no_grad():
+            for seg in layout.segments:
+                parts = [named[n].detach().reshape(-1) for n in seg.names]
+                flat = parts[0] if len(parts) == 1 else torch.cat(parts)
+                flats.append(flat.to(device))
+        anchors, _ = kernel.master_weights(flats)
+        return cls(layout, anchors, layout.masks(anchors))
+
 
 class PlainGradient:
     """One chain's gradient estimator: autograd on its own model copy.

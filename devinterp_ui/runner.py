@@ -65,7 +65,9 @@ class StepSummary:
 @dataclass
 class RunPlan:
     config: SamplerConfig
-    model: torch.nn.Module  # the checkpoint copy on `device`; never modified
+    # The working copy of the checkpoint on `device`, in model_mode. With `checkpoint` given it
+    # serves as one chain's copy (modified); else it is the anchor and never modified.
+    model: torch.nn.Module
     source: DataSource
     observables: list[Observable]
     loss_fn: LossFn
@@ -79,6 +81,9 @@ class RunPlan:
     progress_bar: bool = True
     flush_interval: float = 0.5
     final_attrs: dict = field(default_factory=dict)
+    # The caller's model (read, never modified): the lockstep/sequential chains' anchors are
+    # read from it without a copy, so `model` can be a chain's copy (docs/performance.md §11).
+    checkpoint: torch.nn.Module | None = None
 
     def data_seed(self, chain: int) -> int:
         cfg = self.config
@@ -159,17 +164,29 @@ class Runner:
         return progress
 
     def _run_schedule(self) -> None:
-        if self.plan.chain_schedule != "vectorized":
+        plan, state = self.plan, None
+        if plan.chain_schedule != "vectorized" and plan.checkpoint is not None:
+            # Anchors read from the caller's model; the working copy becomes a chain's copy,
+            # reloaded (sequential) from the caller's parameters and the working copy's buffers
+            # as they are now (after the probe and init loss, as the chains' copies see them).
+            self._shared = SharedSegments.read_from(plan.checkpoint, plan.sampled, plan.device)
+            params = dict(plan.checkpoint.named_parameters(remove_duplicate=False))
+            state = {
+                k: params[k].detach() if k in params else v.clone()
+                for k, v in plan.model.state_dict().items()
+            }
+        elif plan.chain_schedule != "vectorized":
             # Packed before any copy is made: the copies and the sequential schedule's saved
             # state then share the packed storage instead of holding the unpacked one.
-            self._shared = SharedSegments.of(self.plan.model, self.plan.sampled)
+            self._shared = SharedSegments.of(plan.model, plan.sampled)
         items = rounds(
-            self.plan.chain_schedule,
-            self.plan.model,
+            plan.chain_schedule,
+            plan.model,
             self.cfg.num_chains,
             self.cfg.total_steps,
             self._build,
             self.active,
+            state,
         )
         for item in items:
             if item is CHAIN_DONE:

@@ -39,12 +39,21 @@ def rounds(
     total_steps: int,
     build: Callable[[list[int], torch.nn.Module], object],
     active: list[bool],
+    state: dict[str, torch.Tensor] | None = None,
 ) -> Iterator[Round | str]:
     """The rounds of `schedule`. `active[c]` (read as the run goes) turns False once chain c
     completed or failed: its group is left out of later rounds (a vectorized group keeps
-    stepping while any of its chains is active). `checkpoint` is never modified."""
+    stepping while any of its chains is active).
+
+    Without `state`, `checkpoint` is never modified. With `state` (a state dict holding the
+    checkpoint's values, e.g. views of the caller's model and copies of the buffers), the
+    checkpoint itself serves as one chain's copy, so a run holds one model copy fewer: the
+    last lockstep chain's (the others are copied from it first), or the sequential schedule's
+    work copy, loaded from `state` before each chain. Vectorized ignores `state`."""
     if schedule == "lockstep":
-        groups = [build([c], copy.deepcopy(checkpoint)) for c in range(num_chains)]
+        own = num_chains - 1 if state is not None else num_chains
+        groups = [build([c], copy.deepcopy(checkpoint)) for c in range(own)]
+        groups += [build([c], checkpoint) for c in range(own, num_chains)]
         for step in range(total_steps):
             yield Round(step, tuple(g for g in groups if _any_active(g, active)))
     elif schedule == "vectorized":
@@ -52,8 +61,10 @@ def rounds(
         for step in range(total_steps):
             yield Round(step, (group,))
     elif schedule == "sequential":
-        work = copy.deepcopy(checkpoint)
-        state = checkpoint.state_dict()
+        if state is None:
+            work, state = copy.deepcopy(checkpoint), checkpoint.state_dict()
+        else:
+            work = checkpoint
         for c in range(num_chains):
             work.load_state_dict(state)
             group = build([c], work)

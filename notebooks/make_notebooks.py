@@ -60,13 +60,12 @@ QUICKSTART = [
 3. The finished run comes back to this Python session as a DataTree: compute the local learning
    coefficient (LLC), Bayesian influence functions (BIF) and susceptibilities from it.
 
-Runs headless too: the cells start the run from code and wait for it.
+Runs headless too: the cells start the run from code and await it.
 """),
     code(SETUP),
     code("""
 import holoviews as hv
 import numpy as np
-import panel as pn
 
 from devinterp_ui import sample
 from devinterp_ui.analysis import (
@@ -77,10 +76,11 @@ from devinterp_ui.analysis import (
     unflatten_susceptibilities,
 )
 from devinterp_ui.demo import load_demo
-from devinterp_ui.ui import Dashboard
+from devinterp_ui.ui import Dashboard, notebook
 
-pn.extension()
-hv.extension("bokeh")
+# Panel, Bokeh and HoloViews with their JS inline: works offline, and the saved notebook shows
+# its plots when reopened offline. Use it instead of pn.extension() / hv.extension("bokeh").
+notebook.extension()
 """),
     markdown("""
 ## Your model and data
@@ -136,25 +136,24 @@ dashboard
 """),
     markdown("""
 The dashboard also goes inside ipywidgets layouts: `pn.ipywidget(dashboard)` is a
-`jupyter_bokeh` widget (`known_lambda.ipynb` shows one in a `VBox`). Show each dashboard in one
-place at a time: its live plots are Bokeh figures, which belong to a single view. For a second
-view, make a second `Dashboard`.
+`jupyter_bokeh` widget (`known_lambda.ipynb` shows one in a `VBox`). A dashboard is shown in one
+place at a time (its live plots are Bokeh figures, which belong to one view): showing it again
+while that view is live raises an error that names the fixes; for a second view, make a second
+`Dashboard`.
 """),
     markdown("""
 ## Run it
 
 From code here so the notebook also runs headless; pressing **Start** in the widget does the
-same (then this cell only waits). `wait()` refreshes the widget, so the plots move while the
-cell runs. `dashboard.stop()` ends a run early and keeps the draws written so far.
+same. `await dashboard.run()` starts a run (unless one is going) and waits for its end without
+blocking the kernel: the plots fill while it runs. `dashboard.start()` alone returns at once and
+leaves the kernel free; `dashboard.stop()` ends a run early and keeps the draws written so far.
 """),
     code("""
-if not dashboard.running:
-    dashboard.start()
-while not dashboard.wait(timeout=1.0):
-    pass
+tree = await dashboard.run()  # the run's DataTree: sampling losses, observable losses, metrics
 print(dashboard.job)
 assert dashboard.current.status == "completed", dashboard.status_text
-tree = dashboard.result  # the run's DataTree: sampling losses, observable losses, metrics
+assert tree is dashboard.result
 """),
     markdown("## Local learning coefficient"),
     code("""
@@ -229,7 +228,8 @@ for name in restrictions:
     )
 sus = compute_susceptibilities(runs, sampling_task="train")
 chi = unflatten_susceptibilities(sus)  # (restriction, observable, batch, position)
-assert list(chi["restriction"].values) == ["full", *restrictions]
+# devinterp 2.0.1's layout: one column per restriction, none for the full run itself.
+assert list(chi["restriction"].values) == restrictions
 assert np.isfinite(chi.values).all()
 chi.mean(["batch", "position"]).to_pandas()
 """),
@@ -274,8 +274,9 @@ import pandas as pd
 from devinterp_ui import sample
 from devinterp_ui.analysis import compute_llc
 from devinterp_ui.demo import load_demo
+from devinterp_ui.ui import notebook
 
-hv.extension("bokeh")
+notebook.extension()  # Bokeh's JS inline: the plots render offline and in the saved notebook
 
 demo = load_demo("tiny_lm")
 # One setting for every checkpoint (the demo's suggestion, see devinterp_ui/demo/sampler_settings.py).
@@ -368,10 +369,9 @@ import panel as pn
 
 from devinterp_ui import sample
 from devinterp_ui.analysis import compute_llc
-from devinterp_ui.ui import Dashboard
+from devinterp_ui.ui import Dashboard, notebook
 
-pn.extension()
-hv.extension("bokeh")
+notebook.extension()  # instead of pn.extension() and hv.extension("bokeh"): offline, inline JS
 
 # Relative error of the estimate we accept; the small run has fewer draws, so more noise.
 TOLERANCE = 0.15 if SMALL else 0.10
@@ -397,10 +397,7 @@ note = widgets.HTML(f"<b>Deep linear network, true λ = {true_lambda:g}</b>")
 widgets.VBox([note, pn.ipywidget(dashboard)])
 """),
     code("""
-if not dashboard.running:
-    dashboard.start()
-while not dashboard.wait(timeout=1.0):
-    pass
+await dashboard.run()  # starts the run (unless Start was pressed) and awaits its end
 llc = dashboard.llc()
 estimate, spread = float(llc["llc_mean"]), float(llc["llc_std"])
 error = abs(estimate - true_lambda) / true_lambda

@@ -28,14 +28,14 @@ The same calls run on a Dask cluster: pass `executor=distributed.Client(...).get
 import functools
 
 import numpy as np
-import panel as pn
 
 from devinterp_ui import llc_trajectory, sweep
 from devinterp_ui.demo import load_demo
 from devinterp_ui.study import LocalExecutor
+from devinterp_ui.ui import notebook
 from devinterp_ui.ui.studies_view import StudiesView
 
-pn.extension()
+notebook.extension()  # instead of pn.extension(): the JS inline, so it renders offline
 
 demo = load_demo("tiny_lm")
 data = demo.datasets["train"]

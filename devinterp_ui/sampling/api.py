@@ -91,7 +91,9 @@ def sample(
     Keyword-compatible with devinterp 2.x `sample`; see docs/sampling.md for every setting.
 
     Args:
-        model: the checkpoint; never modified (chains work on copies).
+        model: the checkpoint; never modified (chains work on copies). Its parameters are
+            read as the chains' anchors without a copy, so leave it unchanged until sample()
+            returns.
         dataset: the sampling data: (N, T) token ids, rows with "input_ids", or a tuple
             (X, Y) of tensors / TensorDataset (then `loss_fn` is required).
         observables: {name: dataset} or {name: (dataset, batches_per_draw)}, evaluated after the
@@ -254,7 +256,9 @@ def sample(
             stop_event=stop_event,
             progress_bar=progress_bar,
             flush_interval=flush_interval,
+            checkpoint=model,
         )
+        del base  # the plan's reference is the only one: a chain's copy, freed with it
         Runner(plan).execute()
         _report(progress)
 

@@ -26,7 +26,8 @@ def probe_loss(
 
     Raises TypeError/ValueError when the losses have the wrong type or shape, are NaN/Inf at
     the checkpoint, or have no gradient path to the sampled parameters (every chain would fail
-    at step 0). One forward and one backward on the dataset's probe, one forward per observable.
+    at step 0). One forward on the dataset's probe (its autograd graph is walked, not run
+    backward), one forward per observable.
     """
     rows = np.arange(min(batch_size, PROBE_ROWS, len(source)))
     where = f"loss_fn (checked on a {len(rows)}-row probe batch of the dataset)"
@@ -77,8 +78,22 @@ def _check_gradient_path(per: torch.Tensor, params: list[torch.Tensor], where: s
         "add noise. Compute the loss from model(batch) without .detach()/no_grad, or sample "
         "the parameters the loss uses (param_masks)."
     )
-    if not per.requires_grad:
+    if not per.requires_grad or not _reaches(per.grad_fn, {id(p) for p in params}):
         raise ValueError(message)
-    grads = torch.autograd.grad(per.mean(), params, allow_unused=True)
-    if all(g is None for g in grads):
-        raise ValueError(message)
+
+
+def _reaches(root, targets: set[int]) -> bool:
+    """Whether the autograd graph under `root` accumulates into a tensor of `targets` (ids):
+    exactly when a backward would give one of them a gradient. Walks the graph instead of
+    running the backward, whose gradients would be a whole model copy at the probe."""
+    seen, todo = set(), [root]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad: a leaf's gradient
+        if variable is not None and id(variable) in targets:
+            return True
+        todo.extend(fn for fn, _ in node.next_functions)
+    return False

@@ -26,6 +26,7 @@ from devinterp_ui.data import as_source
 from devinterp_ui.live import SamplingJob, StoreReader
 from devinterp_ui.sample import batch_size_error
 from devinterp_ui.store.schema import safe_name
+from devinterp_ui.ui import notebook
 from devinterp_ui.ui.demo_picker import DemoPicker
 from devinterp_ui.ui.form import SettingsForm
 from devinterp_ui.ui.health_panel import HealthPanel
@@ -303,17 +304,24 @@ class Dashboard(PollLoop, StudiesWiring, pn.viewable.Viewer):
         self._restart_pending = True
         self.stop()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run has finished (True) or `timeout` passed; then update the page.
+    # --- notebook hooks: the behaviour lives in devinterp_ui/ui/notebook.py ---------------------
 
-        This blocks the calling thread: in a notebook, the live plots update only afterwards.
-        """
-        done = self.job.wait(timeout) if self.job is not None else True
-        for _ in range(3):  # reader creation, last rows, finish
-            self.poll()
-            if not self.running:
-                break
-        return done
+    def wait(self, timeout: float | None = None) -> bool:
+        """BLOCKS the caller (in a notebook, the kernel) until the run ends (True) or `timeout`
+        passed (False); the plots keep updating. In a notebook prefer `await dashboard.run()`."""
+        return notebook.wait(self, timeout)
+
+    async def run(self, timeout: float | None = None) -> xr.DataTree | None:
+        """`await dashboard.run()`: start (unless running), await the end, return the tree."""
+        return await notebook.run(self, timeout)
+
+    def _create_view(self):  # every pn.panel / inline display / pn.ipywidget of this dashboard
+        return notebook.guard_view(self, notebook.layout(self))
+
+    def _cleanup(self, root=None) -> None:  # pn.ipywidget calls it when its view closes
+        notebook.release_view(self, root)
+
+    # --- end of notebook hooks ----------------------------------------------------------------
 
     @property
     def status_text(self) -> str:

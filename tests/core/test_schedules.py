@@ -79,3 +79,23 @@ def test_vectorized_builds_one_group_of_every_chain_from_the_checkpoint():
 def test_an_unknown_schedule_is_refused():
     with pytest.raises(ValueError, match="chain_schedule must be one of"):
         list(rounds("parallel", torch.nn.Linear(2, 1), 1, 1, lambda c, m: None, [True]))
+
+
+def test_with_a_state_the_checkpoint_is_the_last_lockstep_chains_copy():
+    checkpoint = torch.nn.Linear(2, 1)
+    built, build = recorder()
+    list(rounds("lockstep", checkpoint, 3, 1, build, [True] * 3, checkpoint.state_dict()))
+    assert built[2].model is checkpoint
+    assert len({id(g.model) for g in built}) == 3  # the other two are private copies
+
+
+def test_with_a_state_sequential_works_on_the_checkpoint_reloaded_from_the_state():
+    checkpoint = torch.nn.Linear(2, 1)
+    state = {k: v.clone() for k, v in checkpoint.state_dict().items()}
+    built, build = recorder()
+    for item in rounds("sequential", checkpoint, 2, 2, build, [True, True], state):
+        if item is not CHAIN_DONE:
+            with torch.no_grad():
+                item.groups[0].model.weight.add_(1.0)
+    assert built[0].model is built[1].model is checkpoint
+    torch.testing.assert_close(checkpoint.weight, state["weight"] + 2.0)

@@ -56,7 +56,34 @@ def execute(name: str, workdir: Path) -> nbformat.NotebookNode:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, ARTIFACTS / name)
     assert "size: small" in stdout_of(nb)
+    assert_renders_offline(nb)
+    assert "IProgress" not in json.dumps([c.outputs for c in nb.cells if c.cell_type == "code"])
     return nb
+
+
+# Where a notebook output would fetch JS or CSS from, were it not inline.
+CDN_HOSTS = ("cdn.bokeh.org", "cdn.holoviz.org", "unpkg.com", "cdn.jsdelivr.net")
+# The bundle of BokehJS and Panel's JS (sent under both: classic Notebook runs the first,
+# JupyterLab's pyviz extension the second).
+JS_MIMETYPES = ("application/javascript", "application/vnd.holoviews_load.v0+json")
+
+
+def assert_renders_offline(nb: nbformat.NotebookNode) -> None:
+    """BokehJS travels inside the outputs, and no output links JS or CSS from a CDN (the
+    notebooks call devinterp_ui.ui.notebook.extension(), which sets Panel and HoloViews inline).
+    The bundled JS itself is skipped: it names CDNs in code paths that inline mode never takes."""
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    scripts = [o.get("data", {}).get("application/javascript", "") for o in outputs]
+    assert any("Bokeh" in js and len(js) > 1_000_000 for js in scripts), "no inline BokehJS"
+    linked = [
+        host
+        for o in outputs
+        for mime, value in o.get("data", {}).items()
+        if mime not in JS_MIMETYPES
+        for host in CDN_HOSTS
+        if host in json.dumps(value)
+    ]
+    assert linked == [], f"outputs link to {sorted(set(linked))}"
 
 
 def outputs_of(nb: nbformat.NotebookNode, first_line: str) -> list[dict]:
