@@ -20,7 +20,7 @@ import panel as pn
 import param
 import xarray as xr
 
-from devinterp_ui.analysis import LrAdvice, compute_llc, default_nbeta, suggest_lr
+from devinterp_ui.analysis import compute_llc, default_nbeta
 from devinterp_ui.config import SETTINGS
 from devinterp_ui.data import as_source
 from devinterp_ui.live import SamplingJob, StoreReader
@@ -30,7 +30,7 @@ from devinterp_ui.ui import notebook
 from devinterp_ui.ui.demo_picker import DemoPicker
 from devinterp_ui.ui.form import SettingsForm
 from devinterp_ui.ui.health_panel import HealthPanel
-from devinterp_ui.ui.lr_suggest import LrSuggest
+from devinterp_ui.ui.lr_suggest import LrSuggest, form_advice
 from devinterp_ui.ui.plots import LivePlots
 from devinterp_ui.ui.poll_loop import PollLoop
 from devinterp_ui.ui.result import Result
@@ -92,7 +92,9 @@ class Dashboard(PollLoop, StudiesWiring, pn.viewable.Viewer):
 
         # "Suggest" under the lr field: the lr advisor on the current model and data, with
         # the form's n_beta, localization and batch size (see `_advise_lr`).
-        self.lr_suggest = LrSuggest(self._advise_lr)
+        self.lr_suggest = LrSuggest(
+            lambda: form_advice(self.form, self.model, self.dataset, self.loss_fn)
+        )
         self.form = SettingsForm(
             check=self._check_with_data, field_extras={"lr": self.lr_suggest.controls}
         )
@@ -197,24 +199,6 @@ class Dashboard(PollLoop, StudiesWiring, pn.viewable.Viewer):
         """The form's settings that differ from the defaults: paste into
         `sample(model, dataset, observables, **settings)`."""
         return {n: v for n, v in self.form.values.items() if v != SETTINGS[n]["default"]}
-
-    def _advise_lr(self) -> LrAdvice:
-        """The lr advisor at the current model and data with the form's settings (run in the
-        Suggest button's thread). Raises, shown under the field, while a setting it needs is
-        not valid."""
-        values = self.form.values
-        bad = [n for n in ("n_beta", "localization", "batch_size") if n in self.form.errors]
-        if bad or values["n_beta"] is None:
-            raise ValueError(f"fix {', '.join(bad or ['n_beta'])} in the form first")
-        return suggest_lr(
-            self.model,
-            self.dataset,
-            n_beta=values["n_beta"],
-            localization=values["localization"],
-            loss_fn=self.loss_fn,
-            batch_size=values["batch_size"],
-            lr=values["lr"],
-        )
 
     def _check_with_data(self, values: dict[str, Any]) -> dict[str, str]:
         """Data-dependent checks with the messages sample() raises (see devinterp_ui.sample)."""

@@ -21,9 +21,9 @@ from typing import Any
 import panel as pn
 import param
 
-from devinterp_ui.analysis import LrAdvice
+from devinterp_ui.analysis import LrAdvice, suggest_lr
 
-__all__ = ["LrSuggest", "advice_html"]
+__all__ = ["LrSuggest", "advice_html", "form_advice"]
 
 
 def _fmt(x: float | None) -> str:
@@ -198,3 +198,22 @@ class LrSuggest(pn.viewable.Viewer):
             self.lr_input.value = event.new
         if not self.busy:
             self._show()
+
+
+def form_advice(form: Any, model: Any, dataset: Any, loss_fn: Any = None) -> LrAdvice:
+    """`suggest_lr` on `model` and `dataset` with a SettingsForm's n_beta, localization,
+    batch_size and lr (what the dashboard's Suggest runs, in its thread). Raises ValueError
+    naming the fields to fix while one the advisor needs shows an error."""
+    values = form.values
+    bad = [n for n in ("n_beta", "localization", "batch_size") if n in form.errors]
+    if bad or values["n_beta"] is None:
+        raise ValueError(f"fix {', '.join(bad or ['n_beta'])} in the form first")
+    return suggest_lr(
+        model,
+        dataset,
+        n_beta=values["n_beta"],
+        localization=values["localization"],
+        loss_fn=loss_fn,
+        batch_size=values["batch_size"],
+        lr=values["lr"],
+    )
