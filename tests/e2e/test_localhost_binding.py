@@ -11,15 +11,24 @@ from __future__ import annotations
 import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ROOT, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 STARTUP_S = 180  # scripts/run.sh first reruns the (idempotent) set-up
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def listening_addresses(pid: int, port: int) -> set[str]:
