@@ -231,18 +231,21 @@ def bokeh_documents_js() -> str:
     })()"""
 
 
-def line_lengths(page, key: str, chains: int) -> list[list[int]]:
+def line_lengths(page, key: str, chains: int, skip: list[str] = ()) -> list[list[int]]:
     """Per Bokeh document holding the plot `key`: the points in each chain's line (of the
-    newest such line: a new run's plots join the document after the old ones)."""
+    newest such line: a new run's plots join the document after the old ones). `skip`: ids of
+    sources not to count (an earlier run's lines stay in the document until the new run's
+    figures arrive with their first points; see `source_ids`)."""
     return page.evaluate(
-        f"""([key, chains]) => {{
+        f"""([key, chains, skip]) => {{
             const out = [];
             for (const doc of {bokeh_documents_js()}) {{
                 const row = [];
                 for (let c = 0; c < chains; c++) {{
                     let n = -1;
                     for (const m of doc._all_models.values()) {{
-                        if (m.name === `${{key}}:chain${{c}}` && m.data && m.data.x) n = m.data.x.length;
+                        if (m.name === `${{key}}:chain${{c}}` && m.data && m.data.x
+                            && !skip.includes(m.id)) n = m.data.x.length;
                     }}
                     row.push(n);
                 }}
@@ -250,5 +253,21 @@ def line_lengths(page, key: str, chains: int) -> list[list[int]]:
             }}
             return out;
         }}""",
-        [key, chains],
+        [key, chains, list(skip)],
+    )
+
+
+def source_ids(page, key: str) -> list[str]:
+    """The ids of every source named `<key>:chain<c>` now in the page's Bokeh documents."""
+    return page.evaluate(
+        f"""(key) => {{
+            const out = [];
+            for (const doc of {bokeh_documents_js()}) {{
+                for (const m of doc._all_models.values()) {{
+                    if (typeof m.name === "string" && m.name.startsWith(`${{key}}:chain`)) out.push(m.id);
+                }}
+            }}
+            return out;
+        }}""",
+        key,
     )
