@@ -153,9 +153,14 @@ class PollLoop:
                     "unreadable, so there is no result to show."
                 )
         if tree is not None and "sampling_loss_micro" in tree:
+            # The final verdict comes first and on its own: a run whose chains all failed has
+            # no LLC to summarize, and that is exactly when its flags (nonfinite) must show.
+            # The marker as the reader last read it: the tree's own attrs may predate the
+            # final marker (it was opened with the metadata of the store's creation).
+            status = self.reader.status().chain_status if self.reader is not None else None
+            self._update_health(tree, finished=True, chain_status=status)
             try:
                 summarize(record, tree, burnin=self._burnin_override)
-                self._update_health(tree, finished=True)
             except (KeyError, ValueError) as exc:
                 self.control.show_error(f"could not compute the LLC: {exc}")
         truth = self.true_lambda if job is not None else None
