@@ -267,6 +267,8 @@ class ChainGroup:
             else:
                 for acc, gi in zip(grads, g, strict=True):
                     acc.add_(gi)
+                gi = None
+            del g  # else this micro-batch's gradients would live through the update
             losses.append(per)
             rows.append(idx)
         if self.grad_accum > 1:
@@ -280,8 +282,8 @@ class ChainGroup:
                 state = self.states[i]
                 _, info = kernel.step(
                     state,
-                    self.layout.flat_grads(self.estimator.of_chain(grads, i)),
-                    (self._noise(i, slot.w) for slot in state.slots),
+                    self.layout.flat_grads(self.estimator.of_chain(grads, i), release=True),
+                    lambda t, i=i: self._noise(i, t),
                     self.hyper,
                     with_metrics,
                 )

@@ -15,12 +15,13 @@ instead of vanishing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 
 from devinterp_ui.sgld import (
+    NoiseDraw,
     ParamSlot,
     SGLDHyper,
     StepMetrics,
@@ -65,18 +66,19 @@ def init_state(
     anchors: list[torch.Tensor],
     masks: list[torch.Tensor | None],
     hp: SGLDHyper,
-    noise_like: Callable[[torch.Tensor], torch.Tensor],
+    noise_like: NoiseDraw,
     init_noise: float | None = None,
     views: list[torch.Tensor | None] | None = None,
 ) -> ChainState:
     """A chain at the checkpoint. From the chain's noise stream, in this order: `init_noise`
-    (one draw per slot), then SGNHT's initial momentum (one draw per slot)."""
+    (slot by slot), then SGNHT's initial momentum (slot by slot); each slot's noise is drawn
+    piece by piece (`devinterp_ui.sgld.pieces`), as every step's."""
     slots = make_slots(weights, anchors, masks, hp.method, views)
     if init_noise:
         add_init_noise(slots, noise_like, init_noise)
     thermostat = None
     if hp.method == "sgnht":
-        thermostat = init_momentum(slots, (noise_like(s.w) for s in slots), hp)
+        thermostat = init_momentum(slots, [noise_like] * len(slots), hp)
     _refresh_views(slots)
     return ChainState(slots, thermostat)
 
@@ -84,16 +86,21 @@ def init_state(
 def step(
     state: ChainState,
     grads: Iterable[torch.Tensor],
-    noise: Iterable[torch.Tensor],
+    noise: Iterable[torch.Tensor | NoiseDraw] | NoiseDraw,
     hp: SGLDHyper,
     with_metrics: bool = False,
 ) -> tuple[ChainState, StepMetrics | None]:
     """Apply one update of `hp.method` to every slot of `state`; return it and the metrics.
 
     grads, noise: one tensor per slot, shaped as its `w` (iterables, so each can be made just
-    before it is used); grads of the model's dtype are cast to the slot's. Nothing waits for the
+    before it is used); grads of the model's dtype are cast to the slot's. `noise` may instead
+    be the chain's `NoiseDraw` (or hold one per slot): each piece of a slot then gets its noise
+    as it is updated, so no noise tensor larger than a piece exists (for GPT-2 a full-size
+    draw of the token embedding would be a third of a model copy). Nothing waits for the
     device. info: the step's `StepMetrics` when `with_metrics`, else None.
     """
+    if callable(noise):
+        noise = [noise] * len(state.slots)
     grads = (
         g if g.dtype == s.w.dtype else g.to(s.w.dtype)
         for g, s in zip(grads, state.slots, strict=True)

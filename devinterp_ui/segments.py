@@ -9,7 +9,8 @@ parameters become views of them, so the update rule runs once per segment on one
 A segment is a run of consecutive sampled parameters (in `sampled` order) with one dtype and
 device, of at most `max_numel` entries (a larger parameter gets a segment of its own): the
 temporaries of an update (drift, noise, metrics) stay bounded by a segment, not the model.
-The noise of a step is one draw per segment from the chain's generator, in segment order.
+The noise of a step comes from the chain's generator segment by segment, in segment order (a
+segment larger than 2^20 entries drawn piece by piece as it is updated, see `sgld.pieces`).
 """
 
 from __future__ import annotations
@@ -126,18 +127,30 @@ class SegmentLayout:
             out.append(torch.cat(parts))
         return out
 
-    def flat_grads(self, grads: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+    def flat_grads(self, grads: list, release: bool = False) -> Iterator[torch.Tensor]:
         """Per segment, the gradients (one per sampled parameter, in `sampled` order) as one
-        flat tensor. A generator: each segment's copy exists only while its update runs."""
+        flat tensor. A generator: each segment's copy exists only while its update runs.
+
+        release: drop each gradient from the list `grads` as its segment is yielded, so that
+        once the kernel has updated a segment its gradient is freed (where nothing else holds
+        it) instead of living until the last segment is done: the step then never holds a whole
+        model's gradients next to the update's temporaries.
+        """
         start = 0
         for seg in self.segments:
-            parts = grads[start : start + len(seg.names)]
-            start += len(seg.names)
-            yield (
+            stop = start + len(seg.names)
+            parts = grads[start:stop]
+            if release:
+                grads[start:stop] = [None] * len(parts)
+            start = stop
+            flat = (
                 parts[0].reshape(-1)
                 if len(parts) == 1
                 else torch.cat([g.reshape(-1) for g in parts])
             )
+            del parts
+            yield flat
+            del flat
 
     @staticmethod
     def _views(seg: Segment, flat: torch.Tensor) -> list[torch.Tensor]:

@@ -18,7 +18,7 @@ for `sample()`'s chains, and `devinterp_ui.optim` for the public optimizers.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +35,10 @@ METRIC_NAMES = (
     "dot_prior_noise",
 )
 """Per-step diagnostics stored as `metrics_{name}` (see STORE.md)."""
+
+
+NoiseDraw = Callable[[torch.Tensor], torch.Tensor]
+"""`draw(like)`: N(0, 1) noise of `like`'s shape, dtype and device from a chain's generator."""
 
 
 @dataclass(frozen=True)
@@ -100,25 +104,28 @@ def make_slots(
     ]
 
 
-def add_init_noise(slots: list[ParamSlot], noise_like, scale: float) -> None:
-    """w <- w + scale * m * xi on every slot, xi from `noise_like(w)` (the chain's generator)."""
+def add_init_noise(slots: list[ParamSlot], noise_like: NoiseDraw, scale: float) -> None:
+    """w <- w + scale * m * xi on every slot, xi from `noise_like` (the chain's generator),
+    drawn piece by piece as the update's noise is (`pieces`)."""
     with torch.no_grad():
         for slot in slots:
-            xi = noise_like(slot.w) * scale
-            slot.w.add_(xi if slot.mask is None else xi * slot.mask)
+            for piece, _, xi in pieces(slot, None, noise_like):
+                xi = xi * scale
+                piece.w.add_(xi if piece.mask is None else xi * piece.mask)
 
 
 def sgld_step(
     slots: list[ParamSlot],
     grads: Iterable[torch.Tensor],
-    noises: Iterable[torch.Tensor],
+    noises: Iterable[torch.Tensor | NoiseDraw],
     hp: SGLDHyper,
     with_metrics: bool = False,
 ) -> StepMetrics | None:
     """Apply one update to every slot in place; return the step's metrics when asked.
 
     grads, noises: one per slot, same shape as its w (iterables, so the caller can make each
-    one just before it is used). Metrics are L2 norms (and dot products) of the update's
+    one just before it is used); a noise may also be a `NoiseDraw`, called for each piece of
+    the slot as it is updated (see `pieces`). Metrics are L2 norms (and dot products) of the update's
     components summed over all slots, masked entries counting as 0; they stay on the device
     until `StepMetrics.values()` (see there).
     """
@@ -132,25 +139,53 @@ def sgld_step(
 
 UPDATE_NUMEL = 1 << 20
 """Entries updated at once: the update's temporaries (drift, distance, noise, metrics) stay a
-few times 4 MiB even for one huge parameter (a 50k-token embedding is a third of GPT-2)."""
+few times 4 MiB even for one huge parameter (a 50k-token embedding is a third of GPT-2).
+A multiple of `RANDN_BLOCK`, so that noise drawn piece by piece is the noise of one draw."""
+
+RANDN_BLOCK = 16
+"""torch's CPU `randn` turns uniforms into normals in blocks of 16 entries and redraws the last
+16 of a tensor whose size is not a multiple of 16: draws of consecutive pieces give the numbers
+of one draw of the whole when every piece but the last is a multiple of 16 entries and the last
+has at least 16 (tests/core/test_kernel.py checks it). CUDA's generator does not promise this."""
 
 
-def pieces(slot: ParamSlot, g: torch.Tensor, xi: torch.Tensor, numel: int | None = None):
-    """(slot, g, xi) cut into consecutive flat pieces of at most `numel` entries (views, so an
-    update of a piece updates the slot). Elementwise rules give the same numbers either way.
-    Non-contiguous tensors (a parameter viewed transposed) are left whole."""
+def piece_bounds(n: int, numel: int) -> list[tuple[int, int]]:
+    """[(start, stop)] of consecutive pieces of `n` entries, `numel` each but the last; a last
+    piece shorter than `RANDN_BLOCK` joins the one before (see `RANDN_BLOCK`)."""
+    starts = list(range(0, n, numel)) or [0]
+    if len(starts) > 1 and n - starts[-1] < RANDN_BLOCK:
+        starts.pop()
+    return list(zip(starts, [*starts[1:], n], strict=True))
+
+
+def pieces(
+    slot: ParamSlot,
+    g: torch.Tensor | None,
+    xi: torch.Tensor | NoiseDraw,
+    numel: int | None = None,
+):
+    """(slot, g, xi) cut into consecutive flat pieces of about `numel` entries (`piece_bounds`;
+    views, so an update of a piece updates the slot). Elementwise rules give the same numbers
+    either way. Non-contiguous tensors (a parameter viewed transposed) are left whole.
+
+    xi: the slot's noise, or a `NoiseDraw` called once per piece, in order, as the piece is
+    reached: then no noise tensor larger than a piece exists, and on the CPU the numbers are
+    those of one draw for the whole slot (`RANDN_BLOCK`). g: None where there is no gradient
+    (init noise).
+    """
     numel = numel or UPDATE_NUMEL
-    tensors = [slot.w, slot.w0, slot.mask, slot.v, slot.p, g, xi]
+    draw = None if isinstance(xi, torch.Tensor) else xi
+    tensors = [slot.w, slot.w0, slot.mask, slot.v, slot.p, g, None if draw else xi]
     whole = slot.w.numel() <= numel or not all(
         t is None or (t.is_contiguous() and t.numel() == slot.w.numel()) for t in tensors
     )
     if whole:
-        yield slot, g, xi
+        yield slot, g, xi if draw is None else draw(slot.w)
         return
     flat = [None if t is None else t.view(-1) for t in tensors]
-    for start in range(0, slot.w.numel(), numel):
-        w, w0, m, v, p, gp, xp = (None if t is None else t[start : start + numel] for t in flat)
-        yield ParamSlot(w=w, w0=w0, mask=m, v=v, p=p), gp, xp
+    for start, stop in piece_bounds(slot.w.numel(), numel):
+        w, w0, m, v, p, gp, xp = (None if t is None else t[start:stop] for t in flat)
+        yield ParamSlot(w=w, w0=w0, mask=m, v=v, p=p), gp, xp if draw is None else draw(w)
 
 
 def _update_one(slot: ParamSlot, g: torch.Tensor, xi: torch.Tensor, hp: SGLDHyper, acc) -> None:

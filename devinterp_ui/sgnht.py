@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from devinterp_ui.sgld import ParamSlot, SGLDHyper, StepMetrics, pieces
+from devinterp_ui.sgld import NoiseDraw, ParamSlot, SGLDHyper, StepMetrics, pieces
 
 
 @dataclass
@@ -40,15 +40,17 @@ class Thermostat:
 
 
 def init_momentum(
-    slots: list[ParamSlot], noises: Iterable[torch.Tensor], hp: SGLDHyper
+    slots: list[ParamSlot], noises: Iterable[torch.Tensor | NoiseDraw], hp: SGLDHyper
 ) -> Thermostat:
-    """p = m sqrt(lr) xi on every slot (xi: one of `noises` per slot, in order), z =
-    diffusion_factor."""
+    """p = m sqrt(lr) xi on every slot (xi: one of `noises` per slot, in order; a `NoiseDraw`
+    is drawn piece by piece, as the update's noise), z = diffusion_factor."""
     count = 0
     with torch.no_grad():
         for slot, xi in zip(slots, noises, strict=True):
-            p = xi * math.sqrt(hp.lr)
-            slot.p = p if slot.mask is None else p * slot.mask
+            slot.p = torch.empty_like(slot.w)
+            for piece, _, x in pieces(slot, None, xi):
+                p = x * math.sqrt(hp.lr)
+                piece.p.copy_(p if piece.mask is None else p * piece.mask)
             count += slot.w.numel() if slot.mask is None else int(slot.mask.sum())
     device = slots[0].w.device if slots else torch.device("cpu")
     z = torch.tensor(float(hp.diffusion_factor), dtype=torch.float32, device=device)
@@ -58,7 +60,7 @@ def init_momentum(
 def sgnht_step(
     slots: list[ParamSlot],
     grads: Iterable[torch.Tensor],
-    noises: Iterable[torch.Tensor],
+    noises: Iterable[torch.Tensor | NoiseDraw],
     thermostat: Thermostat,
     hp: SGLDHyper,
     with_metrics: bool = False,

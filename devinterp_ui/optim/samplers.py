@@ -40,7 +40,7 @@ import torch
 
 from devinterp_ui import kernel
 from devinterp_ui.segments import segment_runs
-from devinterp_ui.sgld import ParamSlot, SGLDHyper, make_slots
+from devinterp_ui.sgld import NoiseDraw, ParamSlot, SGLDHyper, make_slots
 from devinterp_ui.sgnht import Thermostat, init_momentum
 
 __all__ = ["SGLD", "SGNHT", "RMSpropSGLD"]
@@ -163,18 +163,23 @@ class _KernelOptimizer(torch.optim.Optimizer):
             **{k: float(group[k]) for k in ("eps", "alpha", "diffusion_factor") if k in group},
         )
 
-    def _noise(self, slots: list[ParamSlot]) -> Iterator[torch.Tensor]:
-        """xi per slot, drawn once per segment of the slots (as sample() draws it)."""
+    def _noise(self, slots: list[ParamSlot]) -> Iterator[torch.Tensor | NoiseDraw]:
+        """xi per slot, as sample() draws it: one draw per segment of several slots, split;
+        a slot that is a segment alone gets the generator's `NoiseDraw`, which the kernel calls
+        piece by piece (so a large parameter never has a full-size noise tensor)."""
         for run in segment_runs([s.view if s.view is not None else s.w for s in slots]):
             ws = [slots[i].w for i in run]
-            flat = torch.randn(
-                sum(w.numel() for w in ws),
-                generator=self.generator,
-                device=ws[0].device,
-                dtype=ws[0].dtype,
-            )
+            if len(ws) == 1:
+                yield self._draw
+                continue
+            flat = self._draw(ws[0].new_empty(sum(w.numel() for w in ws)))
             for w, part in zip(ws, flat.split([w.numel() for w in ws]), strict=True):
                 yield part.view(w.shape)
+
+    def _draw(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.randn(
+            like.shape, generator=self.generator, device=like.device, dtype=like.dtype
+        )
 
     # --- the step ------------------------------------------------------------------------------
 
