@@ -223,3 +223,85 @@ def tiny_model(model_type: str, **overrides) -> torch.nn.Module:
 def case_id(case: tuple[str, dict, int]) -> str:
     model_type, overrides, kv = case
     return f"{model_type}-kv{kv}" if overrides else model_type
+
+
+# --- the dead-head check and the sampling check, shared by every attention family -----------
+
+
+def grads_of(model: torch.nn.Module, ids: torch.Tensor, hook=None) -> dict[str, torch.Tensor]:
+    """{name: gradient of the mean next-token loss on `ids`} of every parameter (zeros where
+    none reaches it). hook: a function that installs a hook and returns its handle, removed
+    after the backward (the head-killing hook of the dead-head check)."""
+    from devinterp_ui.losses import next_token_loss
+
+    handle = hook() if hook else None
+    model.zero_grad()
+    next_token_loss(model, ids).mean().backward()
+    if handle:
+        handle.remove()
+    return {
+        n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+        for n, p in model.named_parameters()
+    }
+
+
+def zero_head_inputs(module: torch.nn.Module, heads: list[int], head_dim: int):
+    """A hook installer for `grads_of`: zero the given heads' slices of the last dim of
+    `module`'s first input (the output projection's input: the heads' outputs)."""
+
+    def zero(mod, args):
+        x = args[0].clone()
+        for h in heads:
+            x[..., h * head_dim : (h + 1) * head_dim] = 0
+        return (x, *args[1:])
+
+    return lambda: module.register_forward_pre_hook(zero)
+
+
+def assert_dead_head(name: str, mask, alive, dead, live_above: float) -> int:
+    """The dead-head identity on tensor `name`: the entries a restriction selects (among those
+    with a gradient above `live_above`) are exactly those that lose their gradient when the
+    head's output is zeroed. Returns how many entries lost it."""
+    live = alive.abs() > live_above
+    lost = live & (dead == 0)
+    assert torch.equal(mask & live, lost), name
+    return int(lost.sum())
+
+
+def assert_sampling_moves_exactly(model: torch.nn.Module, ids: torch.Tensor, masks: dict):
+    """sample() with `masks` moves exactly the selected entries (a None mask: the whole
+    tensor), every one of them, and no other parameter."""
+    from devinterp_ui import sample
+    from devinterp_ui.losses import next_token_loss
+
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    seen = {}
+
+    def recording_loss(m, batch):
+        seen.update({n: p.detach().clone() for n, p in m.named_parameters()})
+        return next_token_loss(m, batch)
+
+    sample(
+        model,
+        ids,
+        {},
+        lr=1e-3,
+        n_beta=4.0,
+        param_masks=masks,
+        num_chains=1,
+        num_draws=2,
+        batch_size=2,
+        num_init_loss_batches=1,
+        loss_fn=recording_loss,
+        progress_bar=False,
+    )
+    moved_any = False
+    for name, value in seen.items():
+        moved = value != before[name]
+        if name not in masks:
+            assert not moved.any(), f"{name} is frozen but moved"
+        else:
+            expected = torch.ones_like(moved) if masks[name] is None else masks[name]
+            assert torch.equal(moved, expected), name
+            moved_any = True
+    assert moved_any

@@ -10,13 +10,21 @@ import os
 
 import pytest
 import torch
-from tiny_hf_models import EXTRA_MODEL_TYPES, MODEL_TYPES, VOCAB, case_id, tiny_model
+from tiny_hf_models import (
+    EXTRA_MODEL_TYPES,
+    MODEL_TYPES,
+    VOCAB,
+    assert_dead_head,
+    assert_sampling_moves_exactly,
+    case_id,
+    grads_of,
+    tiny_model,
+    zero_head_inputs,
+)
 
-from devinterp_ui import sample
 from devinterp_ui.analysis import create_param_masks
 from devinterp_ui.analysis.attention_heads import head_layout
 from devinterp_ui.analysis.transformer_layouts import describe_model
-from devinterp_ui.losses import next_token_loss
 
 pytest.importorskip("transformers")
 
@@ -32,18 +40,6 @@ def _restriction(model):
     g = 1 // group
     spec = "l0h1" if group == 1 else f"l0g{g}"
     return spec, list(range(g * group, (g + 1) * group)), attention, heads
-
-
-def _grads(model, hook=None):
-    handle = hook() if hook else None
-    model.zero_grad()
-    next_token_loss(model, IDS).mean().backward()
-    if handle:
-        handle.remove()
-    return {
-        n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
-        for n, p in model.named_parameters()
-    }
 
 
 FULL = os.environ.get("DEVINTERP_UI_FULL") == "1"
@@ -66,18 +62,8 @@ def test_one_head_restriction_is_exactly_that_head(case):
     masks = create_param_masks(model, spec)
     params = dict(model.named_parameters())
     o_proj = model.get_submodule(next(p.name for p in attention.projections if p.role == "o"))
-    hd = heads.head_dim
-
-    def kill():
-        def zero_head_inputs(module, args):
-            x = args[0].clone()
-            for h in killed:
-                x[..., h * hd : (h + 1) * hd] = 0
-            return (x, *args[1:])
-
-        return o_proj.register_forward_pre_hook(zero_head_inputs)
-
-    alive, dead = _grads(model), _grads(model, kill)
+    kill = zero_head_inputs(o_proj, killed, heads.head_dim)
+    alive, dead = grads_of(model, IDS), grads_of(model, IDS, kill)
     scale = max(float(alive[n].abs().max()) for n in attention.params)
     checked = 0
     for name in attention.params:
@@ -88,54 +74,18 @@ def test_one_head_restriction_is_exactly_that_head(case):
             mask = torch.ones_like(params[name], dtype=torch.bool)
         elif mask is None:
             mask = torch.zeros_like(params[name], dtype=torch.bool)
-        live = alive[name].abs() > 1e-5 * scale  # key biases carry only rounding noise
-        lost = live & (dead[name] == 0)
-        assert torch.equal(mask & live, lost), name
-        checked += int(lost.sum())
+        # Key biases carry only rounding noise: "live" is relative to the largest gradient.
+        checked += assert_dead_head(name, mask, alive[name], dead[name], 1e-5 * scale)
     assert checked > 0
     assert set(masks) <= set(attention.params)
 
-    _assert_sampling_moves_exactly(model, masks)
+    assert_sampling_moves_exactly(model, IDS, masks)
 
 
 def _coupled_projections(attention):
     return {p.weight for p in attention.projections if p.role in ("q", "k")} | {
         p.bias for p in attention.projections if p.role in ("q", "k") and p.bias
     }
-
-
-def _assert_sampling_moves_exactly(model, masks):
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    seen = {}
-
-    def recording_loss(m, batch):
-        seen.update({n: p.detach().clone() for n, p in m.named_parameters()})
-        return next_token_loss(m, batch)
-
-    sample(
-        model,
-        IDS,
-        {},
-        lr=1e-3,
-        n_beta=4.0,
-        param_masks=masks,
-        num_chains=1,
-        num_draws=2,
-        batch_size=2,
-        num_init_loss_batches=1,
-        loss_fn=recording_loss,
-        progress_bar=False,
-    )
-    moved_any = False
-    for name, value in seen.items():
-        moved = value != before[name]
-        if name not in masks:
-            assert not moved.any(), f"{name} is frozen but moved"
-        else:
-            expected = torch.ones_like(moved) if masks[name] is None else masks[name]
-            assert torch.equal(moved, expected), name
-            moved_any = True
-    assert moved_any
 
 
 def test_gpt_bigcode_multi_query_head_is_sliced_along_linear_outputs():

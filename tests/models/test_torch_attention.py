@@ -1,11 +1,10 @@
 """Models built from torch's own nn.TransformerEncoderLayer (nn.MultiheadAttention inside)."""
 
 import torch
+from tiny_hf_models import assert_dead_head, assert_sampling_moves_exactly, grads_of
 from torch import nn
 
-from devinterp_ui import sample
 from devinterp_ui.analysis import create_param_masks
-from devinterp_ui.losses import next_token_loss
 
 D, HEADS, HD, VOCAB = 16, 4, 4, 20
 IDS = torch.randint(0, VOCAB, (4, 6), generator=torch.Generator().manual_seed(0))
@@ -49,41 +48,11 @@ def test_dead_head_and_sampling_move_exactly_the_head():
     name = "encoder.layers.1.self_attn.in_proj_weight"
     params = dict(model.named_parameters())
 
-    def grad():
-        model.zero_grad()
-        next_token_loss(model, IDS).mean().backward()
-        return params[name].grad.clone()
-
-    alive = grad()
+    alive = grads_of(model, IDS)[name]
     with torch.no_grad():  # head 2's output columns to zero: its q, k, v lose their gradient
         params["encoder.layers.1.self_attn.out_proj.weight"][:, 8:12] = 0
-    dead = grad()
-    live = alive.abs() > 1e-7
-    assert torch.equal(masks[name] & live, live & (dead == 0))
+    dead = grads_of(model, IDS)[name]
+    assert_dead_head(name, masks[name], alive, dead, 1e-7)
 
     torch.manual_seed(0)
-    model = TorchLM()
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    seen = {}
-
-    def recording_loss(m, batch):
-        seen.update({n: p.detach().clone() for n, p in m.named_parameters()})
-        return next_token_loss(m, batch)
-
-    sample(
-        model,
-        IDS,
-        {},
-        lr=1e-3,
-        n_beta=4.0,
-        param_masks=masks,
-        num_chains=1,
-        num_draws=2,
-        batch_size=2,
-        num_init_loss_batches=1,
-        loss_fn=recording_loss,
-        progress_bar=False,
-    )
-    for n, value in seen.items():
-        moved = value != before[n]
-        assert torch.equal(moved, masks[n]) if n in masks else not moved.any(), n
+    assert_sampling_moves_exactly(TorchLM(), IDS, masks)

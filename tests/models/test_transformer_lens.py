@@ -3,8 +3,13 @@ config, nothing downloaded): called for logits, and its heads restricted exactly
 
 import pytest
 import torch
+from tiny_hf_models import (
+    assert_dead_head,
+    assert_sampling_moves_exactly,
+    grads_of,
+    zero_head_inputs,
+)
 
-from devinterp_ui import sample
 from devinterp_ui.analysis import create_param_masks
 from devinterp_ui.analysis.attention_heads import head_layout
 from devinterp_ui.analysis.transformer_layouts import describe_model
@@ -42,53 +47,13 @@ def test_dead_head_and_sampling_move_exactly_the_head(n_kv):
     masks = create_param_masks(model, "l1h1" if n_kv == 4 else "l1g0")
     o_proj = model.get_submodule(next(p.name for p in attention.projections if p.role == "o"))
 
-    def grads(kill):
-        handle = None
-        if kill:
-
-            def zero(module, args):
-                x = args[0].clone()
-                for h in killed:
-                    x[..., h * 8 : (h + 1) * 8] = 0
-                return (x, *args[1:])
-
-            handle = o_proj.register_forward_pre_hook(zero)
-        model.zero_grad()
-        next_token_loss(model, IDS).mean().backward()
-        if handle:
-            handle.remove()
-        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    alive, dead = grads(False), grads(True)
+    kill = zero_head_inputs(o_proj, killed, 8)
+    alive, dead = grads_of(model, IDS), grads_of(model, IDS, kill)
     for name in attention.params:
         mask = masks.get(name, torch.zeros_like(alive[name], dtype=torch.bool))
-        live = alive[name].abs() > 1e-7
-        assert torch.equal(mask & live, live & (dead[name] == 0)), name
+        assert_dead_head(name, mask, alive[name], dead[name], 1e-7)
 
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    seen = {}
-
-    def recording_loss(m, batch):
-        seen.update({n: p.detach().clone() for n, p in m.named_parameters()})
-        return next_token_loss(m, batch)
-
-    sample(
-        model,
-        IDS,
-        {},
-        lr=1e-3,
-        n_beta=4.0,
-        param_masks=masks,
-        num_chains=1,
-        num_draws=2,
-        batch_size=2,
-        num_init_loss_batches=1,
-        loss_fn=recording_loss,
-        progress_bar=False,
-    )
-    for name, value in seen.items():
-        moved = value != before[name]
-        assert torch.equal(moved, masks[name]) if name in masks else not moved.any(), name
+    assert_sampling_moves_exactly(model, IDS, masks)
 
 
 class _HookedAttention(torch.nn.Module):
@@ -165,24 +130,13 @@ def test_hooked_transformer_layout_cuts_heads_on_dim_0(n_kv):
         and masks["blocks.1.attn.W_Q"].sum() == len(killed) * 16 * 4
     )
 
-    def grads(kill):
-        handle = (
-            model.blocks[1].attn.hook_z.register_forward_hook(
-                lambda m, a, out: out.index_fill(2, torch.tensor(killed), 0.0)
-            )
-            if kill
-            else None
+    def kill():
+        return model.blocks[1].attn.hook_z.register_forward_hook(
+            lambda m, a, out: out.index_fill(2, torch.tensor(killed), 0.0)
         )
-        model.zero_grad()
-        next_token_loss(model, IDS).mean().backward()
-        if handle:
-            handle.remove()
-        return {n: p.grad.clone() for n, p in model.named_parameters()}
 
-    alive, dead = grads(False), grads(True)
+    alive, dead = grads_of(model, IDS), grads_of(model, IDS, kill)
     for name in ("W_Q", "W_K", "W_V", "_W_K", "_W_V", "W_O", "b_Q"):
         full = f"blocks.1.attn.{name}"
-        if full not in alive:
-            continue
-        live = alive[full].abs() > 1e-7
-        assert torch.equal(masks[full] & live, live & (dead[full] == 0)), full
+        if full in alive:
+            assert_dead_head(full, masks[full], alive[full], dead[full], 1e-7)
