@@ -149,8 +149,15 @@ def test_sample_trajectory_matches_the_sgnht_rule_with_every_term(echo_data, sch
     }
 
 
-def test_sgnht_takes_only_the_diffusion_factor(echo_data):
-    with pytest.raises(ValueError, match="allowed keys: \\['diffusion_factor'\\]"):
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"eps": 0.1}, "allowed keys: \\['diffusion_factor'\\]"),
+        ({"diffusion_factor": 0.0}, "diffusion_factor'\\] must be a finite number > 0"),
+    ],
+)
+def test_sgnht_takes_only_a_positive_diffusion_factor(echo_data, kwargs, message):
+    with pytest.raises(ValueError, match=message):
         sample(
             WeightEcho(),
             echo_data,
@@ -159,16 +166,5 @@ def test_sgnht_takes_only_the_diffusion_factor(echo_data):
             n_beta=10.0,
             loss_fn=echo_loss,
             sampling_method="sgnht",
-            sampling_method_kwargs={"eps": 0.1},
-        )
-    with pytest.raises(ValueError, match="diffusion_factor'\\] must be a finite number > 0"):
-        sample(
-            WeightEcho(),
-            echo_data,
-            {},
-            lr=1e-3,
-            n_beta=10.0,
-            loss_fn=echo_loss,
-            sampling_method="sgnht",
-            sampling_method_kwargs={"diffusion_factor": 0.0},
+            sampling_method_kwargs=kwargs,
         )

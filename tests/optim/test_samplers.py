@@ -26,6 +26,20 @@ def optimizer_terms(terms):
     return out
 
 
+def replay_chains(cls, make_model, steps, loss_at, chains=2, **opt_kwargs):
+    """sample()'s chains replayed in a user's loop: per chain c, a model from `make_model()`
+    and an optimizer `cls(**opt_kwargs)` with a generator seeded 100 + c (init_seed + c), then
+    `steps` steps, each backpropagating `loss_at(model, c, step)` before the update."""
+    for c in range(chains):
+        model = make_model()
+        generator = torch.Generator().manual_seed(100 + c)
+        opt = cls(model.parameters(), generator=generator, **opt_kwargs)
+        for step in range(steps):
+            opt.zero_grad()
+            loss_at(model, c, step).backward()
+            opt.step()
+
+
 @pytest.mark.parametrize("method", list(METHODS))
 def test_optimizer_reproduces_the_stored_trajectory_with_every_term_and_a_mask(echo_data, method):
     cls, opt_kwargs, sample_kwargs = METHODS[method]
@@ -48,24 +62,25 @@ def test_optimizer_reproduces_the_stored_trajectory_with_every_term_and_a_mask(e
         **TERMS,
     )
     stored = tree["sampling_loss_micro"].values[:, :, 0, :]  # (chain, step, d): w at each step
+    trajectory = {0: [], 1: []}
+
+    def echo_step(model, c, step):
+        trajectory[c].append(model.w.detach().clone().numpy())
+        return echo_loss(model, (torch.zeros(4, 1),)).mean()
+
+    replay_chains(
+        cls,
+        WeightEcho,
+        stored.shape[1],
+        echo_step,
+        lr=1e-3,
+        n_beta=10.0,
+        masks=[mask],
+        **optimizer_terms(TERMS),
+        **opt_kwargs,
+    )
     for c in range(2):
-        model = WeightEcho()
-        opt = cls(
-            model.parameters(),
-            lr=1e-3,
-            n_beta=10.0,
-            masks=[mask],
-            generator=torch.Generator().manual_seed(100 + c),
-            **optimizer_terms(TERMS),
-            **opt_kwargs,
-        )
-        trajectory = []
-        for _ in range(stored.shape[1]):
-            trajectory.append(model.w.detach().clone().numpy())
-            opt.zero_grad()
-            echo_loss(model, (torch.zeros(4, 1),)).mean().backward()
-            opt.step()
-        np.testing.assert_allclose(np.stack(trajectory), stored[c], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(np.stack(trajectory[c]), stored[c], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -89,24 +104,24 @@ def test_optimizer_on_a_multi_parameter_model_gives_the_stored_losses(tiny_lm, t
     )
     ids = torch.as_tensor(tree["sampling_input_ids_micro"].values)  # (chain, step, B, T)
     stored = tree["sampling_loss_micro"].values  # (chain, step, B, T-1)
-    for c in range(2):
-        model = copy.deepcopy(tiny_lm)
-        opt = cls(
-            model.parameters(),
-            lr=1e-3,
-            n_beta=20.0,
-            localization=5.0,
-            generator=torch.Generator().manual_seed(100 + c),
-            **opt_kwargs,
+
+    def lm_step(model, c, step):
+        per_row = next_token_loss(model, ids[c, step])
+        np.testing.assert_allclose(
+            per_row.detach().numpy(), stored[c, step], rtol=1e-5, atol=1e-6, err_msg=str(step)
         )
-        for step in range(ids.shape[1]):
-            opt.zero_grad()
-            per_row = next_token_loss(model, ids[c, step])
-            np.testing.assert_allclose(
-                per_row.detach().numpy(), stored[c, step], rtol=1e-5, atol=1e-6, err_msg=str(step)
-            )
-            per_row.mean().backward()
-            opt.step()
+        return per_row.mean()
+
+    replay_chains(
+        cls,
+        lambda: copy.deepcopy(tiny_lm),
+        ids.shape[1],
+        lm_step,
+        lr=1e-3,
+        n_beta=20.0,
+        localization=5.0,
+        **opt_kwargs,
+    )
 
 
 @pytest.mark.filterwarnings("ignore:noise_level")
