@@ -10,8 +10,9 @@ adds around them (data order, init loss, observables, the store) stays outside. 
   in `sample()`: only nonzero entries move;
 - the noise is drawn from `generator` (default: torch's global generator) once per segment of
   the group's parameters (consecutive parameters of one dtype and device, up to 2^20 entries,
-  `devinterp_ui.segments.segment_runs`), as a chain of `sample()` draws it: with a generator
-  seeded `init_seed + c` and the same parameters, the trajectory is chain c's;
+  `devinterp_ui.segments.segment_runs`; a larger parameter piece by piece as it is updated),
+  as a chain of `sample()` draws it: with a generator seeded `init_seed + c` and the same
+  parameters, the trajectory is chain c's;
 - SGNHT keeps one thermostat per group; its initial momentum is drawn when the optimizer is
   made;
 - bf16/fp16 parameters are updated through float32 master weights (the kernel refreshes the

@@ -1,6 +1,7 @@
 """Packing the sampled parameters into segments: same values, same update, bounded segments."""
 
 import copy
+import weakref
 
 import pytest
 import torch
@@ -71,6 +72,26 @@ def test_flat_grads_follow_the_sampled_order():
     grads = [torch.tensor([1.0, 2.0]), torch.tensor([[3.0, 4.0], [5.0, 6.0]])]
     (flat,) = list(layout.flat_grads(grads))
     torch.testing.assert_close(flat, torch.arange(1.0, 7.0))
+
+
+def test_released_gradients_are_freed_segment_by_segment():
+    """With release, a segment's gradients are dropped from the caller's list as the segment
+    is handed out, so once its update is done (the flat let go) they are freed: the step never
+    holds every gradient next to the update's temporaries."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 100))
+    layout = SegmentLayout(model, all_sampled(model), max_numel=50)  # 3 segments
+    grads = [torch.randn_like(p) for p in model.parameters()]
+    refs = [weakref.ref(g) for g in grads]
+    segments = layout.flat_grads(grads, release=True)
+    first = next(segments)
+    assert grads[:2] == [None, None] and grads[2] is not None
+    del first  # the kernel has updated the first segment
+    second = next(segments)
+    assert refs[0]() is None and refs[1]() is None  # a concatenated copy: parts freed at once
+    assert refs[2]() is not None  # the second segment's flat is a view of its gradient
+    del second
+    next(segments)
+    assert refs[2]() is None and refs[3]() is not None
 
 
 def test_stack_gives_independent_copies_viewed_per_parameter():
