@@ -5,7 +5,7 @@ Dataset goes in as a user would pass it (torch format unless --format says other
 read once as whole Arrow columns (devinterp_ui/hf_data.py), so after that the run should cost
 what the tensor run costs. Also printed: the one-off column read and, for reference, reading the
 column the slow way (`np.asarray(ds["input_ids"])`, one Python row at a time, what a
-`datasets` 5.x `Column` gives).
+`datasets` 4.x or 5.x `Column` gives).
 
     python bench/hf_datasets.py                    # 2 chains x 40 draws, 20k rows of 64 tokens
     python bench/hf_datasets.py --reps 5 --draws 50

@@ -265,16 +265,13 @@ class ChainGroup:
             if grads is None:
                 grads = g
             else:
-                for acc, gi in zip(grads, g, strict=True):
-                    acc.add_(gi)
-                gi = None
+                _add_into(grads, g)
             del g  # else this micro-batch's gradients would live through the update
             losses.append(per)
             rows.append(idx)
         if self.grad_accum > 1:
             # Equal-size micro-batches: the mean of their means is the mean over the big batch.
-            for acc in grads:
-                acc.div_(self.grad_accum)
+            _divide(grads, self.grad_accum)
         infos = []
         for i, c in enumerate(self.chains):
             info = None
@@ -312,6 +309,18 @@ class ChainGroup:
         # One copy for every observable (they share P): on a GPU each copy would be a sync.
         copy = HostCopy([torch.cat(parts, dim=1)]) if parts else None
         return PendingObservation(copy, observables)
+
+
+# In functions of their own, so that no loop variable of `ChainGroup.step` keeps a gradient
+# alive through the update (the kernel frees each segment's gradient once it is updated).
+def _add_into(total: list[torch.Tensor], more: list[torch.Tensor]) -> None:
+    for acc, g in zip(total, more, strict=True):
+        acc.add_(g)
+
+
+def _divide(grads: list[torch.Tensor], k: int) -> None:
+    for g in grads:
+        g.div_(k)
 
 
 def plain_group(

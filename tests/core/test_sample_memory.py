@@ -80,3 +80,45 @@ def test_one_chain_anchors_are_the_callers_storage_and_its_copy_is_the_working_c
     assert anchors[0].untyped_storage().data_ptr() in caller
     for n, p in model.named_parameters():
         torch.testing.assert_close(p.detach(), before[n], rtol=0, atol=0)
+
+
+def test_a_step_frees_micro_batch_gradients_and_draws_noise_in_pieces(monkeypatch):
+    """During a step's update no earlier micro-batch's gradients are alive, each segment's
+    gradient is freed once it is updated, and no noise tensor is larger than a piece."""
+    import weakref
+
+    from devinterp_ui import kernel, sgld
+
+    monkeypatch.setattr(sgld, "UPDATE_NUMEL", 1 << 16)
+    batches = []  # per micro-batch: weakrefs to the gradients PlainGradient returned
+    original_grads = chain_module.PlainGradient.grads
+
+    def grads(self, rows):
+        g, per = original_grads(self, rows)
+        batches.append([weakref.ref(t) for t in g])
+        return g, per
+
+    alive_in_update, alive_after = [], []
+    original_step = kernel.step
+
+    def step(state, grads_in, noise, hp, with_metrics=False):
+        alive_in_update.append(sum(r() is not None for r in batches[-1]))
+        out = original_step(state, grads_in, noise, hp, with_metrics)
+        alive_after.append(sum(r() is not None for r in batches[-2]))
+        return out
+
+    draws = []
+    original_noise = chain_module.ChainGroup._noise
+
+    def noise(self, i, t):
+        draws.append(t.numel())
+        return original_noise(self, i, t)
+
+    monkeypatch.setattr(chain_module.PlainGradient, "grads", grads)
+    monkeypatch.setattr(kernel, "step", step)
+    monkeypatch.setattr(chain_module.ChainGroup, "_noise", noise)
+    settings = {**SETTINGS, "gradient_accumulation_steps": 2}
+    sample(TwoLayer(), data(), loss_fn=mse, num_chains=1, progress_bar=False, **settings)
+    assert alive_in_update == [0, 0]  # the second micro-batch's, added into the first's
+    assert alive_after == [0, 0]  # the first's, which held the sum: released by the update
+    assert max(draws) <= (1 << 16) + 15 and sum(draws) == 2 * (SEGMENT_NUMEL + 1024 + 1)
