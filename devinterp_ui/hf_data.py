@@ -1,10 +1,10 @@
 """Hugging Face `datasets` columns read at tensor speed.
 
 `ds["input_ids"]` on `datasets` 4.x and 5.x is a lazy `Column` (4.0.0, 4.8.5 and 5.2.0
-checked); turning it into an array row by row took 303 ms per 1000 rows. Reading the Arrow column whole (one flatten, one reshape) costs a
-copy of the tokens and nothing per row. `datasets` is never imported here: a dataset is
-recognised by `column_names` and `with_format`, and pyarrow (which `datasets` requires) is
-imported only when one is met.
+checked); turning it into an array row by row took 303 ms per 1000 rows. Reading the Arrow
+column whole (one flatten, one reshape) costs a copy of the tokens and nothing per row.
+`datasets` is never imported here: a dataset is recognised by `column_names` and
+`with_format`, and pyarrow (which `datasets` requires) is imported only when one is met.
 """
 
 from __future__ import annotations

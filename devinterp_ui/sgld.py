@@ -125,9 +125,9 @@ def sgld_step(
 
     grads, noises: one per slot, same shape as its w (iterables, so the caller can make each
     one just before it is used); a noise may also be a `NoiseDraw`, called for each piece of
-    the slot as it is updated (see `pieces`). Metrics are L2 norms (and dot products) of the update's
-    components summed over all slots, masked entries counting as 0; they stay on the device
-    until `StepMetrics.values()` (see there).
+    the slot as it is updated (see `pieces`). Metrics are L2 norms (and dot products) of the
+    update's components summed over all slots, masked entries counting as 0; they stay on the
+    device until `StepMetrics.values()` (see there).
     """
     acc = StepMetrics() if with_metrics else None
     with torch.no_grad():
