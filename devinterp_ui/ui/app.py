@@ -88,7 +88,8 @@ def dashboard_page(dashboard: Dashboard | None = None) -> pn.Column:
             name, step = query_choice(args)
         except ValueError as exc:
             return error_page(str(exc))
-        dashboard = Dashboard.from_demo(name, step)
+        # Each session's runs sample in a child process: see devinterp_ui/live/process_job.py.
+        dashboard = Dashboard.from_demo(name, step, processes=True)
     page = pn.Column(
         _header(),
         pn.Row(

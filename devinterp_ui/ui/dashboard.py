@@ -24,6 +24,7 @@ from devinterp_ui.analysis import compute_llc, default_nbeta
 from devinterp_ui.config import SETTINGS
 from devinterp_ui.data import as_source
 from devinterp_ui.live import SamplingJob, StoreReader
+from devinterp_ui.live.process_job import DemoProcessJob
 from devinterp_ui.sample import batch_size_error
 from devinterp_ui.store.schema import safe_name
 from devinterp_ui.ui import notebook
@@ -32,6 +33,7 @@ from devinterp_ui.ui.form import SettingsForm
 from devinterp_ui.ui.health_panel import HealthPanel
 from devinterp_ui.ui.lr_suggest import LrSuggest, form_advice
 from devinterp_ui.ui.plots import LivePlots
+from devinterp_ui.ui.poll_gate import PollGate
 from devinterp_ui.ui.poll_loop import PollLoop
 from devinterp_ui.ui.result import Result
 from devinterp_ui.ui.results import RunRecord, full_settings
@@ -68,6 +70,7 @@ class Dashboard(PollLoop, StudiesWiring, pn.viewable.Viewer):
         demo: str | None = None,
         demo_step: int | None = None,
         store_roots=(),
+        processes: bool = False,
         **settings,
     ):
         super().__init__()
@@ -78,6 +81,8 @@ class Dashboard(PollLoop, StudiesWiring, pn.viewable.Viewer):
                 f"{', '.join(SETTINGS)}."
             )
         self.runs_dir = Path(runs_dir or os.environ.get("DEVINTERP_UI_RUNS_DIR", "runs"))
+        # Demo runs in child processes (what the served app does): see live/process_job.py.
+        self.processes = processes
         self.poll_ms, self.plot_budget = poll_ms, plot_budget
         self.job: SamplingJob | None = None
         self.reader: StoreReader | None = None
@@ -86,6 +91,7 @@ class Dashboard(PollLoop, StudiesWiring, pn.viewable.Viewer):
         self.current: RunRecord | None = None
         self.demo = None
         self._callback = None
+        self._gate = PollGate()
         self._restart_pending = False
         self._dataset_rows: int | None = None
         self._data_error: str | None = None
@@ -241,14 +247,7 @@ class Dashboard(PollLoop, StudiesWiring, pn.viewable.Viewer):
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(self) % 10000:04d}"
         path = self.runs_dir / f"{stamp}-run{run_id}.zarr"
         try:
-            job = SamplingJob(
-                self.model,
-                self.dataset,
-                observables,
-                loss_fn=self.loss_fn,
-                output_path=path,
-                **settings,
-            )
+            job = self._make_job(observables, path, settings)
         except (TypeError, ValueError, RuntimeError) as exc:
             self.control.show_error(str(exc))
             raise
@@ -268,6 +267,19 @@ class Dashboard(PollLoop, StudiesWiring, pn.viewable.Viewer):
         self.running = True
         self._ensure_polling()
         return job
+
+    def _make_job(self, observables, path: Path, settings) -> SamplingJob | DemoProcessJob:
+        """A thread for the caller's model; a child process for a demo when `processes`
+        (a demo can be rebuilt there from its name, and the server's page stays quick)."""
+        demo = self.demo
+        if self.processes and demo is not None and self.model is demo.model:
+            return DemoProcessJob(
+                demo.name, demo.step, list(observables), output_path=path, **settings
+            )
+        return SamplingJob(
+            self.model, self.dataset, observables, loss_fn=self.loss_fn, output_path=path,
+            **settings,
+        )  # fmt: skip
 
     def stop(self) -> None:
         """End the run at the next step boundary (rows written so far stay)."""

@@ -3,7 +3,8 @@ plots and the health panel, refresh the status line, and finish up once the run 
 (summary, result view, run library, a pending restart). Also the burn-in slider's wiring.
 
 It uses the Dashboard's attributes: job, reader, plots, current, control, health, result_view,
-library, plot_area, poll_ms, plot_budget, true_lambda, running and start().
+library, plot_area, poll_ms, plot_budget, true_lambda, running, start() and `_gate` (a
+`PollGate`: the periodic poll yields the event loop to clicks when polls grow costly).
 """
 
 from __future__ import annotations
@@ -50,7 +51,25 @@ class PollLoop:
 
     def _ensure_polling(self) -> None:
         if self._callback is None:
-            self._callback = pn.state.add_periodic_callback(self.poll, period=self.poll_ms)
+            self._gate.open()
+            self._callback = pn.state.add_periodic_callback(self._tick, period=self.poll_ms)
+
+    def _stop_polling(self) -> None:
+        self._gate.close()
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
+    def _tick(self) -> None:
+        """The periodic callback: poll unless this session has had its share of the server's
+        event loop (a `PollGate`: costly polls back off so that clicks and typing stay quick)."""
+        if not self._gate.due():
+            return
+        started = self._gate.now()
+        try:
+            self.poll()
+        finally:
+            self._gate.spent(started)
 
     def poll(self) -> None:
         """Read new rows into the plots and refresh status; finish up once the run has ended.
@@ -132,9 +151,7 @@ class PollLoop:
             )
 
     def _finish(self, read_result: bool = True) -> None:
-        if self._callback is not None:
-            self._callback.stop()
-            self._callback = None
+        self._stop_polling()
         record, job = self.current, self.job
         self.running = False
         self.control.run_settings = {}
@@ -163,6 +180,8 @@ class PollLoop:
                 summarize(record, tree, burnin=self._burnin_override)
             except (KeyError, ValueError) as exc:
                 self.control.show_error(f"could not compute the LLC: {exc}")
+        if job is not None:
+            job.close()  # the run has ended: a child process's private files go (not the store)
         truth = self.true_lambda if job is not None else None
         self.result_view.show(record, self.plots, truth)
         self.library.note_llc(record.path, record.llc_mean, record.llc_std)
@@ -194,9 +213,7 @@ class PollLoop:
         self._restart_pending = False
         if self.job is not None:
             self.job.stop()
-        if self._callback is not None:
-            self._callback.stop()
-            self._callback = None
+        self._stop_polling()
         self.library.stop_refreshing()
 
 

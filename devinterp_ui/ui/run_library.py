@@ -104,7 +104,11 @@ class RunLibrary(pn.viewable.Viewer):
         total = len(frame)
         frame = frame.head(self.max_rows)
         self.shown = [self.summaries[i] for i in frame["_i"]]
-        self.table.object = frame.drop(columns="_i").reset_index(drop=True)
+        shown = frame.drop(columns="_i").reset_index(drop=True)
+        # Rendering the table to HTML is the costly part of a rescan, and every session of a
+        # server rescans on the one event loop: redraw only what changed.
+        if not (isinstance(self.table.object, pd.DataFrame) and self.table.object.equals(shown)):
+            self.table.object = shown
         self.count.object = (
             f"{total} runs" if total <= self.max_rows else f"showing {self.max_rows} of {total}"
         )

@@ -78,9 +78,14 @@ def test_run_grows_every_chain_trace_and_stop_shows_the_result(server, browser):
     while min(first) < 3 and time.time() < deadline:
         time.sleep(0.3)
         first = line_lengths(page, "loss", 4)
-    time.sleep(2.0)
-    second = line_lengths(page, "loss", 4)
     assert min(first) >= 3, first
+    # Every chain's line grows while the run goes (waited for, not timed: the run samples in
+    # its own process beside the browser and the server on a small machine).
+    deadline = time.time() + 60
+    second = line_lengths(page, "loss", 4)
+    while not all(b > a for a, b in zip(first, second, strict=True)) and time.time() < deadline:
+        time.sleep(0.3)
+        second = line_lengths(page, "loss", 4)
     assert all(b > a for a, b in zip(first, second, strict=True)), (first, second)
     assert min(line_lengths(page, "llc", 4)) > 0
     assert min(line_lengths(page, "norm:noise", 4)) > 0
@@ -178,11 +183,6 @@ def test_run_library_lists_earlier_runs_and_overlays_two(server, browser):
     page.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="timing-sensitive: failed once in a fresh-clone run after passing twice; see "
-    "docs/known_gaps.md (issue 13, a page starved while several sessions sample)",
-)
 def test_two_sessions_run_their_own_jobs(server, browser):
     pages = [open_page(browser, server["url"] + "?demo=dln") for _ in range(2)]
     for page, lr in zip(pages, ("0.0001", "0.0002"), strict=True):
@@ -211,6 +211,11 @@ def test_closed_tab_stops_its_job_when_the_session_expires(server, browser):
     while "store" not in status.inner_text() and time.time() < deadline:
         time.sleep(0.2)
     store = status.inner_text().split("store ")[-1].strip()
+    # The run samples in a child process that first loads the demo: close the tab once the
+    # store exists, so that what is checked is the stop, not the start.
+    deadline = time.time() + 60
+    while not (Path(store) / "zarr.json").is_file() and time.time() < deadline:
+        time.sleep(0.2)
     page.close()
     reader = StoreReader(store)
     deadline = time.time() + 30
