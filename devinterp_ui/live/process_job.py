@@ -116,9 +116,13 @@ class DemoProcessJob:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
-                preexec_fn=_lower_priority,
             )
             log.close()
+            # Set from here, not in a preexec_fn: the server has threads, and a preexec_fn
+            # between fork and exec can deadlock then (subprocess's documentation).
+            with contextlib.suppress(OSError):  # a child that already ended
+                ours = os.getpriority(os.PRIO_PROCESS, 0)
+                os.setpriority(os.PRIO_PROCESS, self._proc.pid, min(ours + NICE, 19))
             _children.add(self)
         while wait and not (self.store_created or self._proc.poll() is not None):
             time.sleep(0.02)
@@ -247,10 +251,6 @@ class DemoProcessJob:
             }
         self._outcome = outcome
         return outcome
-
-
-def _lower_priority() -> None:  # runs in the child between fork and exec
-    os.nice(NICE)
 
 
 def _log_tail(folder: Path | None, chars: int = 600) -> str:

@@ -79,3 +79,20 @@ def test_bad_settings_are_refused_before_any_process_starts(tmp_path):
     with pytest.raises(ValueError, match="lr"):
         DemoProcessJob("dln", 0, [], output_path=tmp_path / "x.zarr", lr=-1.0)
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_the_child_samples_at_a_lower_priority_than_the_server(tmp_path):
+    import os
+
+    from devinterp_ui.live.process_job import NICE
+
+    job = DemoProcessJob(
+        "dln", load_demo("dln").step, [], output_path=tmp_path / "nice.zarr",
+        **{**SETTINGS, "num_draws": 10**6},
+    ).start()  # fmt: skip
+    try:
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, job._proc.pid) == min(ours + NICE, 19)
+    finally:
+        job.close()
+    assert job.state in ("stopped", "failed", "completed")
