@@ -163,6 +163,13 @@ class PollLoop:
                 summarize(record, tree, burnin=self._burnin_override)
             except (KeyError, ValueError) as exc:
                 self.control.show_error(f"could not compute the LLC: {exc}")
+        elif read_result and self.reader is not None:
+            # No tree (a job whose every chain failed keeps none): the final verdict comes from
+            # the rows read, with the marker read now. The last live update cannot stand in: the
+            # panel's throttle drops updates within min_interval of the previous one, and that
+            # poll may have read the marker before the chains' failure reached it.
+            status = self.reader.status().chain_status  # first: refreshes the attrs below
+            self._update_health(self.reader.accumulated(), finished=True, chain_status=status)
         truth = self.true_lambda if job is not None else None
         self.result_view.show(record, self.plots, truth)
         self.library.note_llc(record.path, record.llc_mean, record.llc_std)
