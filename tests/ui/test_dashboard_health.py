@@ -101,6 +101,14 @@ def test_a_run_whose_chains_all_failed_shows_no_llc_in_the_panel_nor_in_the_resu
     assert "LLC =" not in dashboard.result_view.text  # the result block shows none either
     assert "failed" in dashboard.result_view.text
 
+    # The same store opened by path: its tree is there, and still no LLC comes out of it.
+    dashboard.open_store(dashboard.current.path)
+    _poll_until(dashboard, lambda: not dashboard.running)
+    assert "No LLC" in dashboard.result_view.text and "LLC =" not in dashboard.result_view.text
+    assert np.isnan(dashboard.current.per_chain["LLC"]).all()
+    assert "nonfinite" in _codes(dashboard)
+    assert '<span class="health-llc">n/a</span>' in dashboard.health._summary.object
+
 
 def test_the_panel_shows_the_runs_burnin_from_the_first_row_on(failing_on_release):
     dashboard, release = failing_on_release
