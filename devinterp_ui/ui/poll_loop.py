@@ -86,13 +86,15 @@ class PollLoop:
         self.plots.update(new)
         if self._init_loss_known:  # step rows have arrived: something to diagnose
             self._update_health(self.reader.accumulated(), chain_status=new.status.chain_status)
-        state, done, total, extra, errors = status_line(new.status, job)
-        self.control.show_status(state, done, total, str(self.reader.path), extra, errors)
+        # Judged before the status line is read: the job's state can flip in between, and a
+        # line read first would say "running" for good once the run ends in this poll.
         finished = (
             job.state in FINISHED_STATES and (new.status.finished or job.error is not None)
             if job is not None
             else new.status.finished
         )
+        state, done, total, extra, errors = status_line(new.status, job)
+        self.control.show_status(state, done, total, str(self.reader.path), extra, errors)
         if finished:
             self._finish()
 

@@ -30,7 +30,14 @@ def test_lr_x100_shows_the_nonfinite_flag(server, browser):
     set_field(page, "lr", f"{demo_lr * 100:.6g}")
     page.get_by_role("button", name="▶ Start").click()
     try:
-        page.get_by_text("error: nonfinite").first.wait_for(timeout=120_000)
+        try:
+            page.get_by_text("error: nonfinite").first.wait_for(timeout=120_000)
+        except Exception as exc:  # say what the page and the server showed at the time
+            log = (server["runs"] / "server.log").read_text()[-3000:]
+            status = _status(page).inner_text()
+            raise AssertionError(
+                f"no nonfinite flag; status {status!r}; server log:\n{log}"
+            ) from exc
         expect(_status(page)).to_contain_text("failed")
         summary = page.locator(".health-summary")
         # The panel's burn-in is the run's, and failed chains give no LLC, as in the result block.

@@ -148,3 +148,29 @@ def test_a_failed_chain_gives_no_llc_in_the_result_block_nor_in_the_panel(make_s
     assert float(diag["llc_mean"]) == pytest.approx(record.llc_mean, rel=1e-5)
     assert record.llc_std == 0.0 and float(diag["llc_std"]) == 0.0
     assert list(record.per_chain["status"]) == ["completed", "failed"]
+
+
+def test_a_run_ending_while_the_status_line_is_read_still_shows_its_final_state(
+    failing_on_release, monkeypatch
+):
+    """The poll reads the status line and asks whether the job has ended: a job that fails in
+    between (here made to, by failing it right after the line is read) must not leave the line
+    saying "running" for good."""
+    from devinterp_ui.ui import poll_loop
+
+    dashboard, release = failing_on_release
+    real = poll_loop.status_line
+
+    def read_then_fail_the_run(status, job=None):
+        line = real(status, job)
+        if job is not None and not release.is_set():
+            release.set()  # every chain fails at its next step
+            job.wait(120)
+        return line
+
+    dashboard.start()
+    _poll_until(dashboard, lambda: dashboard.health.diagnostics is not None)
+    monkeypatch.setattr(poll_loop, "status_line", read_then_fail_the_run)
+    assert dashboard.wait(120)
+    assert dashboard.current.status == "failed"
+    assert "<b>failed</b>" in dashboard.status_text
