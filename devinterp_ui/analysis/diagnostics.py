@@ -12,6 +12,8 @@ MCSE of the LLC mean is n_beta times the MCSE of the loss mean.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import xarray as xr
 from arviz_stats.base import array_stats
@@ -19,7 +21,15 @@ from arviz_stats.base import array_stats
 from devinterp_ui.analysis.llc import compute_llc
 from devinterp_ui.analysis.traces import RunTraces, run_traces
 
-__all__ = ["MAX_DIAG_DRAWS", "MIN_DRAWS", "TAIL_PROB", "diagnose", "thin", "usable_chains"]
+__all__ = [
+    "MAX_DIAG_DRAWS",
+    "MIN_DRAWS",
+    "TAIL_PROB",
+    "diagnose",
+    "thin",
+    "usable_chains",
+    "without_failed",
+]
 
 MIN_DRAWS = 4
 """Fewest finite draws a chain needs to enter R-hat/ESS: split R-hat halves each chain, and
@@ -62,17 +72,21 @@ def diagnose(
 
     Returns an xr.Dataset with
         llc (chain)             n_beta * (chain's mean loss over the used steps - init_loss),
-                                from `compute_llc`; NaN for a chain without a used step
+                                from `compute_llc`; NaN for a chain without a used step and
+                                for a failed chain (see `without_failed`)
         ess_bulk_chain (chain)  bulk ESS of that chain's loss trace alone
         ess_tail_chain (chain)  tail ESS of that chain's loss trace alone
         loss (chain, draw)      the used trace (mean loss per step, NaN where not written)
-        llc_mean ()             mean of llc over chains (compute_llc's llc_mean)
+        llc_mean ()             mean of llc over chains (compute_llc's llc_mean, failed
+                                chains left out; NaN when every chain failed)
         llc_std ()              std of llc over chains (ddof=0): the spread, not an error bar
         mcse ()                 ESS-based Monte Carlo standard error of llc_mean
         rhat ()                 rank-normalised split R-hat of the loss trace over chains
         ess_bulk (), ess_tail () over chains
         init_loss ()            the initial loss the LLC subtracts
-    and attrs burnin (steps left out), num_draws (used steps per chain, the longest chain),
+    and attrs burnin (the burn-in asked for: `burnin`, else the run's own; a run still short
+    of it has num_draws 0), num_steps (steps the run has so far), num_draws (used steps per
+    chain, the longest chain),
     n_beta, thin (the stride k of the draws that entered R-hat/ESS/MCSE: 1 = all; those
     figures equal arviz-stats on `loss[:, ::thin]`), rhat_chains (the chains that entered R-hat/ESS/MCSE: not failed, >= MIN_DRAWS
     finite draws; all are cut to the shortest of them), chain_status, chain_errors, and the
@@ -120,14 +134,18 @@ def diagnose(
     thinned = loss.isel(draw=slice(None, None, stride))
     pooled = _common_prefix(thinned, chains)
     beta = traces.n_beta
+    per_chain = without_failed(llc["llc_per_chain"], traces.chain_status)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # every chain failed: NaN, said below
+        llc_mean, llc_std = per_chain.mean(), per_chain.std()
     out = xr.Dataset(
         {
-            "llc": llc["llc_per_chain"],
+            "llc": per_chain,
             "ess_bulk_chain": _per_chain(thinned, "bulk"),
             "ess_tail_chain": _per_chain(thinned, "tail"),
             "loss": loss,
-            "llc_mean": llc["llc_mean"],
-            "llc_std": llc["llc_std"],
+            "llc_mean": llc_mean,
+            "llc_std": llc_std,
             "mcse": beta * _stat(pooled, "mcse"),
             "rhat": _stat(pooled, "rhat") if len(chains) > 1 else np.nan,
             "ess_bulk": _stat(pooled, "bulk"),
@@ -135,7 +153,8 @@ def diagnose(
             "init_loss": llc["init_loss"],
         },
         attrs={
-            "burnin": first,
+            "burnin": burnin,
+            "num_steps": n_steps,
             "num_draws": int(loss.sizes["draw"]),
             "n_beta": beta,
             "thin": stride,
@@ -152,6 +171,20 @@ def diagnose(
     if growth is not None:
         out["distance_growth"] = growth
     return out.assign_coords(chain=np.arange(traces.num_chains))
+
+
+def without_failed(llc_per_chain: xr.DataArray, chain_status) -> xr.DataArray:
+    """(chain,) the per-chain LLC with NaN for every chain whose status is "failed".
+
+    A failed chain's rows before its failure are finite but come from a diverging trajectory
+    (lr x100 on the demo LM: 10^15 and rising), so they give no LLC; the pooled LLC and its
+    spread are over the other chains, NaN when every chain failed. The dashboard's result
+    block (`summarize`) applies the same rule, so the two agree.
+    """
+    failed = np.array([s == "failed" for s in chain_status], dtype=bool)
+    if failed.shape != (llc_per_chain.sizes["chain"],) or not failed.any():
+        return llc_per_chain
+    return llc_per_chain.where(xr.DataArray(~failed, dims=("chain",)))
 
 
 def thin(values: np.ndarray, max_draws: int | None = MAX_DIAG_DRAWS) -> np.ndarray:

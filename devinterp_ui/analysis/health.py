@@ -132,18 +132,23 @@ def _nonfinite(d: xr.Dataset) -> list[Flag]:
     if not failed:
         return []
     first = next((e for i, e in enumerate(errors) if i in failed and e), None)
-    own = f" The sampler said: {_one_line(first)}" if first else ""
-    return [
-        Flag(
-            "nonfinite",
-            "error",
-            failed,
-            float(len(failed)),
-            0.0,
-            f"{len(failed)} of {len(status)} chains failed on a NaN/Inf loss.{own}",
-            "Lower lr (try /10), raise localization, or set bounding_box_size.",
+    advice = "Lower lr (try /10), raise localization, or set bounding_box_size."
+    if first is None:
+        # The sampler records a reason for each chain it stops on a NaN/Inf loss; a run that
+        # raised (a loss_fn error) marks every chain failed without one, and no lr fixes that.
+        message = (
+            f"{len(failed)} of {len(status)} chains failed; the store records no reason per "
+            "chain (an error the run raised is shown with the run)."
         )
-    ]
+        advice = "If the run raised an error, fix what it says; if the loss went NaN/Inf: " + (
+            advice[0].lower() + advice[1:]
+        )
+    else:
+        message = (
+            f"{len(failed)} of {len(status)} chains failed on a NaN/Inf loss. "
+            f"The sampler said: {_one_line(first)}"
+        )
+    return [Flag("nonfinite", "error", failed, float(len(failed)), 0.0, message, advice)]
 
 
 def _below_init(d: xr.Dataset) -> list[Flag]:

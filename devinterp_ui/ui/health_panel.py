@@ -84,6 +84,10 @@ def summary_html(diag: xr.Dataset | None, flags: list[Flag]) -> str:
             f"&#9888; {html.escape(worst)}: see the flags below before trusting this number"
             "</span>"
         )
+    status = list(diag.attrs.get("chain_status", []))
+    if status and all(s == "failed" for s in status):
+        # Their rows before the failure are finite but diverging: no LLC (as the result block).
+        warn += ' <small class="health-no-llc">(every chain failed: no LLC)</small>'
     return (
         '<div class="health-summary">'
         f'<b>LLC</b> <span class="health-llc">{_num(diag["llc_mean"])}</span>'
@@ -127,6 +131,7 @@ class HealthPanel(pn.viewable.Viewer):
         self._kwargs: dict[str, Any] = {}
         self._advice: Any = None
         self._last = -math.inf
+        self._moved = False  # the user chose a burn-in: it wins over the run's own
         self._summary = pn.pane.HTML(summary_html(None, []), sizing_mode="stretch_width")
         self._flags_pane = pn.pane.HTML("", sizing_mode="stretch_width")
         self.slider = pn.widgets.IntSlider(
@@ -170,7 +175,7 @@ class HealthPanel(pn.viewable.Viewer):
         if not (force or finished) and now - self._last < self.min_interval:
             return False
         self._last = now
-        self._recompute(first=self.diagnostics is None)
+        self._recompute()
         return True
 
     def reset(self) -> None:
@@ -184,16 +189,19 @@ class HealthPanel(pn.viewable.Viewer):
     def _on_burnin(self, _event: Any) -> None:
         self._moved = True  # a burn-in chosen before the first rows arrive is kept
         if self._source is not None:
-            self._recompute(first=False)
+            self._recompute()
 
-    def _recompute(self, first: bool) -> None:
-        burnin = None if first and not getattr(self, "_moved", False) else self.burnin
+    def _recompute(self) -> None:
+        # Until the slider moves, the burn-in is the run's own setting, read afresh each time
+        # (one source: diagnose's): a live run's first rows can be fewer than its burn-in, and
+        # taking the steps seen then as the burn-in showed 1 for a run set to 2.
+        burnin = self.burnin if self._moved else None
         diag = diagnose(self._source, burnin, **self._kwargs)
         flags = health(diag, advice=self._advice, diagnostics=diag)
-        steps = int(diag.attrs["burnin"]) + int(diag.attrs["num_draws"])
+        chosen = int(diag.attrs["burnin"])
         with param.parameterized.discard_events(self):
-            self.max_burnin = max(steps - 1, 0)
-            self.burnin = int(diag.attrs["burnin"])
+            self.max_burnin = max(int(diag.attrs["num_steps"]) - 1, chosen, 0)
+            self.burnin = chosen
         self.slider.end = max(self.max_burnin, 1)
         if self.slider.value != self.burnin:
             self.slider.value = self.burnin

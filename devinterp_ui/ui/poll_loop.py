@@ -105,13 +105,15 @@ class PollLoop:
         self.plots.update(new)
         if self._init_loss_known:  # step rows have arrived: something to diagnose
             self._update_health(self.reader.accumulated(), chain_status=new.status.chain_status)
-        state, done, total, extra, errors = status_line(new.status, job)
-        self.control.show_status(state, done, total, str(self.reader.path), extra, errors)
+        # Judged before the status line is read: the job's state can flip in between, and a
+        # line read first would say "running" for good once the run ends in this poll.
         finished = (
             job.state in FINISHED_STATES and (new.status.finished or job.error is not None)
             if job is not None
             else new.status.finished
         )
+        state, done, total, extra, errors = status_line(new.status, job)
+        self.control.show_status(state, done, total, str(self.reader.path), extra, errors)
         if finished:
             self._finish()
 
@@ -180,6 +182,13 @@ class PollLoop:
                 summarize(record, tree, burnin=self._burnin_override)
             except (KeyError, ValueError) as exc:
                 self.control.show_error(f"could not compute the LLC: {exc}")
+        elif read_result and self.reader is not None:
+            # No tree (a job whose every chain failed keeps none): the final verdict comes from
+            # the rows read, with the marker read now. The last live update cannot stand in: the
+            # panel's throttle drops updates within min_interval of the previous one, and that
+            # poll may have read the marker before the chains' failure reached it.
+            status = self.reader.status().chain_status  # first: refreshes the attrs below
+            self._update_health(self.reader.accumulated(), finished=True, chain_status=status)
         if job is not None:
             job.close()  # the run has ended: a child process's private files go (not the store)
         truth = self.true_lambda if job is not None else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import panel as pn
 import param
 
@@ -56,10 +58,12 @@ class Result(pn.viewable.Viewer):
             self.table.object, self.downloads.objects = None, []
             return
         truth = f" · true λ = {self.true_lambda:g}" if self.true_lambda is not None else ""
-        self.head.object = (
-            f"<h3>LLC = {record.llc_mean:.4g} ± {record.llc_std:.2g}"
-            f"<small> (std over chains){truth}</small></h3><p>{where}</p>"
-        )
+        if math.isfinite(record.llc_mean):
+            llc = f"LLC = {record.llc_mean:.4g} ± {record.llc_std:.2g}"
+            llc += f"<small> (std over chains){truth}</small>"
+        else:  # every chain failed (a failed chain gives no LLC) or none has a used step
+            llc = f"No LLC<small> (no chain gave one: see the health flags){truth}</small>"
+        self.head.object = f"<h3>{llc}</h3><p>{where}</p>"
         self.table.object = record.per_chain
         csv = pn.widgets.FileDownload(
             callback=lambda: summary_csv(record),

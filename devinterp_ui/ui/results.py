@@ -7,6 +7,7 @@ No widgets here: `RunRecord` and the export functions are plain data and text, u
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from bokeh.plotting import figure
 from bokeh.resources import INLINE
 
 from devinterp_ui.analysis import compute_llc
+from devinterp_ui.analysis.diagnostics import without_failed
 from devinterp_ui.config import SETTINGS
 from devinterp_ui.ui.figures import chain_color
 
@@ -75,14 +77,18 @@ def summarize(record: RunRecord, tree: xr.DataTree, burnin: int | None = None) -
     progress = tree.attrs.get("progress", {}).get("chains", {})
     chains = llc.sizes["chain"]
     statuses = progress.get("status", ["?"] * chains)
+    # A failed chain gives no LLC: the Health panel's rule (diagnose), so the two agree.
+    per_chain = without_failed(llc["llc_per_chain"], statuses)
     record.tree = tree
-    record.llc_mean = float(llc["llc_mean"])
-    record.llc_std = float(llc["llc_std"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # every chain failed: NaN
+        record.llc_mean = float(per_chain.mean())
+        record.llc_std = float(per_chain.std())
     final = llc["loss_trace"].values
     record.per_chain = pd.DataFrame(
         {
             "chain": np.arange(chains),
-            "LLC": np.round(llc["llc_per_chain"].values, 4),
+            "LLC": np.round(per_chain.values, 4),
             "steps used": llc["n_steps_used"].values,
             "last loss": np.round([_last_finite(final[c]) for c in range(chains)], 4),
             "status": statuses[:chains],

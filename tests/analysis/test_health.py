@@ -85,6 +85,18 @@ def test_nonfinite_fires_for_a_failed_chain_and_quotes_the_samplers_words():
     assert flags[0].code == "nonfinite"  # errors first
 
 
+def test_chains_failed_without_a_reason_are_not_said_to_have_hit_nan():
+    """A run that raised (its loss_fn, say) marks every chain failed with no error text: the
+    flag still fires, but does not claim a NaN/Inf loss nor offer lr as the only cure."""
+    loss = healthy()
+    loss[:, 50:] = np.nan
+    flags = health(rows_of(loss, chain_status=["failed"] * 4, chain_errors=[None] * 4))
+    (f,) = [f for f in flags if f.code == "nonfinite"]
+    assert f.severity == "error" and f.chains == (0, 1, 2, 3)
+    assert "NaN/Inf loss" not in f.message and "no reason" in f.message
+    assert f.advice.startswith("If the run raised an error")
+
+
 def test_nonfinite_is_quiet_when_every_chain_completed():
     status = ["completed"] * 4
     assert "nonfinite" not in codes(health(rows_of(healthy(), chain_status=status)))

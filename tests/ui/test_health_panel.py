@@ -169,3 +169,20 @@ def test_reset_starts_the_next_run_from_its_own_recorded_burnin():
     )
     panel.update(rows_of(healthy(), num_burnin_steps=7))
     assert panel.burnin == 7 and panel.diagnostics.attrs["burnin"] == 7
+
+
+def test_the_runs_burnin_holds_while_the_run_has_fewer_steps_than_it():
+    """A live run's first update can come with 1 step of a 2-step burn-in: the panel still says
+    2, and keeps saying 2 as steps arrive (it once took the 1 step seen as the burn-in)."""
+    panel = HealthPanel()
+    panel.update(rows_of(healthy(steps=1), num_burnin_steps=2))
+    assert panel.burnin == 2 and panel.slider.value == 2
+    assert "after a burn-in of 2 steps" in panel._summary.object
+    panel.update(rows_of(healthy(steps=40), num_burnin_steps=2), force=True)
+    assert panel.burnin == 2 and panel.diagnostics.attrs["burnin"] == 2
+    assert panel.diagnostics.attrs["num_draws"] == 38
+    assert "after a burn-in of 2 steps" in panel._summary.object
+    # A burn-in the user chose still wins over the run's.
+    panel.burnin = 5
+    panel.update(rows_of(healthy(steps=60), num_burnin_steps=2), force=True)
+    assert panel.burnin == 5 and panel.diagnostics.attrs["num_draws"] == 55
