@@ -233,7 +233,7 @@ def _launch(
             if payload is not None:
                 payloads[cell.name] = payload
         # Only now, with every check passed, touch the directory.
-        claim_output_dir(output_dir, kind, identity, cells)
+        claim_output_dir(output_dir, kind, identity, cells, run_id=run_id)
     except BaseException:
         if owns:
             executor.shutdown(wait=False)
