@@ -11,6 +11,7 @@ Watch; the path must lie under `runs_dir` or one of `store_roots` (see `store_ro
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,7 +22,6 @@ import param
 
 from devinterp_ui.study import llc_trajectory, sweep
 from devinterp_ui.study.manifest import MANIFEST
-from devinterp_ui.ui import escape
 from devinterp_ui.ui.store_roots import StorePathRefused, allowed_roots, confine
 from devinterp_ui.ui.studies_view import StudiesView
 
@@ -76,7 +76,7 @@ class StudyLauncher(pn.viewable.Viewer):
         self.start_button.on_click(lambda _e: self.start())
         self.error = pn.pane.Alert("", alert_type="danger", visible=False)
         self.watch_input = pn.widgets.TextInput(
-            name="watch a study directory",
+            label="watch a study directory",
             placeholder="output_dir of a sweep() or llc_trajectory()",
             sizing_mode="stretch_width",
         )
@@ -144,7 +144,8 @@ class StudyLauncher(pn.viewable.Viewer):
 
     def _fail(self, message: str) -> None:
         # The message can quote what was typed: escaped, the Alert renders Markdown and HTML.
-        self.error.object = escape.text(message)
+        # Text content, never an attribute: <, > and & are enough, quotes stay readable.
+        self.error.object = html.escape(message, quote=False)
         self.error.visible = True
 
     def _launch(self):
