@@ -11,6 +11,7 @@ import concurrent.futures as cf
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,22 +76,9 @@ def sweep(
     """
     cells = grid_cells(grid)
     check_keys(list(grid), sample_kwargs, what="grid")
-    reference = _reference_model(model, "model")
-    models = {cell.name: model for cell in cells}
-    identity_models = {"model": _model_identity(model, reference)}
+    options = _Options(output_dir, executor, rerun_incomplete, torch_threads, sample_kwargs)
     return _launch(
-        "sweep",
-        cells,
-        models,
-        identity_models,
-        reference,
-        dataset,
-        observables,
-        output_dir=output_dir,
-        executor=executor,
-        rerun_incomplete=rerun_incomplete,
-        torch_threads=torch_threads,
-        sample_kwargs=sample_kwargs,
+        "sweep", cells, {"model": model}, lambda cell: "model", dataset, observables, options
     )
 
 
@@ -122,47 +110,57 @@ def llc_trajectory(
         _check_source(source, f"checkpoints[{step}]")
     check_keys([], sample_kwargs, what="trajectory")
     cells = trajectory_cells(list(checkpoints))
-    first = checkpoints[cells[0].coords["step"]]
-    reference = _reference_model(first, f"checkpoints[{cells[0].coords['step']}]")
-    models = {cell.name: checkpoints[cell.coords["step"]] for cell in cells}
-    identity_models = {
-        str(step): _model_identity(src, reference if src is first else None)
-        for step, src in sorted(checkpoints.items())
-    }
+    sources = {str(step): checkpoints[step] for step in sorted(checkpoints)}
+    options = _Options(output_dir, executor, rerun_incomplete, torch_threads, sample_kwargs)
     return _launch(
         "trajectory",
         cells,
-        models,
-        identity_models,
-        reference,
+        sources,
+        lambda cell: str(cell.coords["step"]),
         dataset,
         observables,
-        output_dir=output_dir,
-        executor=executor,
-        rerun_incomplete=rerun_incomplete,
-        torch_threads=torch_threads,
-        sample_kwargs=sample_kwargs,
+        options,
     )
 
 
 # --- shared ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Options:
+    """The keywords `sweep()` and `llc_trajectory()` share, passed on unchanged."""
+
+    output_dir: str | Path
+    executor: cf.Executor | None
+    rerun_incomplete: bool
+    torch_threads: int | None
+    sample_kwargs: dict[str, Any]
+
+
 def _launch(
     kind: str,
     cells: list[Cell],
-    models: dict[str, ModelSource],
-    identity_models: dict[str, Any],
-    reference: torch.nn.Module,
+    sources: dict[str, ModelSource],
+    source_of: Callable[[Cell], str],
     dataset: Any,
     observables: Mapping[str, Any] | None,
-    *,
-    output_dir: str | Path,
-    executor: cf.Executor | None,
-    rerun_incomplete: bool,
-    torch_threads: int | None,
-    sample_kwargs: dict[str, Any],
+    options: _Options,
 ) -> Study:
+    """Check everything, claim output_dir, start the study (the set-up both kinds share).
+
+    sources: {identity key: model source} ("model" for a sweep, each step for a trajectory);
+    source_of(cell) is the key of the cell's model. The first source is built once here to run
+    the up-front checks on.
+    """
+    output_dir, executor = options.output_dir, options.executor
+    rerun_incomplete, sample_kwargs = options.rerun_incomplete, options.sample_kwargs
+    first_key, first = next(iter(sources.items()))
+    reference = _reference_model(first, _what(kind, first_key, "parameter"))
+    identity_models = {
+        key: _model_identity(src, reference if src is first else None)
+        for key, src in sources.items()
+    }
+    models = {cell.name: sources[source_of(cell)] for cell in cells}
     if not isinstance(output_dir, (str, Path)) or not str(output_dir):
         raise TypeError("output_dir must be a directory path (str or Path).")
     if not isinstance(rerun_incomplete, bool):
@@ -203,7 +201,7 @@ def _launch(
             to_run.append(cell)
     if executor is None:
         executor = LocalExecutor(cells=max(1, len(to_run)))
-    threads = torch_threads_for(executor, torch_threads)
+    threads = torch_threads_for(executor, options.torch_threads)
 
     run_id = uuid.uuid4().hex
     book = output_dir / BOOKKEEPING
@@ -213,7 +211,7 @@ def _launch(
     try:
         for cell in to_run:
             if id(models[cell.name]) not in checked:  # a clear message for the model itself
-                what = "the model" if kind == "sweep" else f"checkpoint {cell.coords['step']}"
+                what = _what(kind, source_of(cell), "prose")
                 dumps_for(executor, what, models[cell.name])
                 checked.add(id(models[cell.name]))
             job = CellJob(
@@ -235,7 +233,7 @@ def _launch(
             if payload is not None:
                 payloads[cell.name] = payload
         # Only now, with every check passed, touch the directory.
-        claim_output_dir(output_dir, kind, identity, cells)
+        claim_output_dir(output_dir, kind, identity, cells, run_id=run_id)
     except BaseException:
         if owns:
             executor.shutdown(wait=False)
@@ -254,6 +252,13 @@ def _launch(
             remove_store(path)
     study = Study(kind, output_dir, cells, jobs, payloads, preset, executor, owns, run_id)
     return study.start()
+
+
+def _what(kind: str, key: str, style: str) -> str:
+    """A model source named for an error: as a parameter (`checkpoints[448]`) or in prose."""
+    if kind == "sweep":
+        return "model" if style == "parameter" else "the model"
+    return f"checkpoints[{key}]" if style == "parameter" else f"checkpoint {key}"
 
 
 def _preset(cell: Cell, status: str, why: str) -> dict[str, Any]:

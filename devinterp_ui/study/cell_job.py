@@ -138,7 +138,9 @@ def _write_claim(job: CellJob, started: float) -> None:
     }
     path = Path(job.claim_file)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    # Host and pid in the temporary name: workers on two hosts of a shared filesystem may
+    # have the same pid.
+    tmp = path.with_name(f"{path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
     tmp.write_text(json.dumps(claim))
     os.replace(tmp, path)
 
@@ -153,23 +155,25 @@ def read_claim(path: str | Path) -> dict[str, Any] | None:
 def _replace_own_attempt(job: CellJob) -> None:
     """Delete the store an earlier attempt of this same study run left incomplete.
 
-    That happens when the engine retries the cell after its worker died (a killed Dask worker):
-    the store is ours, its writer is gone, and its rows are a prefix of what we would write.
-    Stores of other runs are never touched here (the study decides about those up front).
+    That happens when the engine retries the cell after its worker died (a killed local or
+    Dask worker, on this host or another): the store is ours, its rows are a prefix of what we
+    would write. It is deleted only once its writer is gone: at once when the marker says so or
+    the process is dead on this host, else when its heartbeat has gone silent (a worker the
+    engine gave up on may still be writing, e.g. across a network partition). A writer still
+    alive after that is left alone and `sample()` refuses the store, so the cell fails saying
+    which process writes it. Stores of other study runs are never touched here (the study
+    decides about those up front).
     """
+    from devinterp_ui.store.liveness import HEARTBEAT_TIMEOUT
     from devinterp_ui.study.stores import remove_store, store_state
 
     claim = read_claim(job.claim_file)
     if not claim or claim.get("run_id") != job.run_id:
         return
-    if claim.get("host") != socket.gethostname():
-        # Written on another machine: the engine retried it because that worker was lost.
-        if (Path(job.store) / "zarr.json").is_file() and not store_state(Path(job.store)).completed:
-            remove_store(Path(job.store))
-        return
-    deadline = time.monotonic() + 15.0
+    deadline = time.monotonic() + HEARTBEAT_TIMEOUT + 5.0
     state = store_state(Path(job.store))
-    # A pool that lost a worker terminates the others; give their exit a moment to land.
+    # A pool that lost a worker terminates the others; give their exit (or, on another host,
+    # the silence of their heartbeat) a moment to land.
     while state.writer_alive and time.monotonic() < deadline:
         time.sleep(0.2)
         state = store_state(Path(job.store))

@@ -19,7 +19,7 @@ from typing import Any
 import xarray as xr
 
 from devinterp_ui.study.cell_job import CellJob, read_claim, run_cell
-from devinterp_ui.study.executors import LocalExecutor
+from devinterp_ui.study.executors import LocalExecutor, is_dask
 from devinterp_ui.study.grid import Cell
 from devinterp_ui.study.result import RowCache, assemble
 
@@ -94,9 +94,15 @@ class Study:
         with their rows kept (status "stopped"; rerun them with rerun_incomplete=True)."""
         self._stopping = True
         Path(self._jobs_stop_file()).touch()
+        if is_dask(self._executor):
+            # Dask's executor keeps every future pending until its result arrives, so cancel()
+            # would also cancel running cells: Dask drops their outcome while the worker thread
+            # goes on writing, and wait() could return before their stores are closed. The stop
+            # file ends them all instead: queued cells return "stopped" as soon as they start.
+            return
         with self._lock:
             for future in list(self._futures):
-                future.cancel()
+                future.cancel()  # only futures not running yet are cancelled
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every cell has finished; False when `timeout` seconds passed first."""

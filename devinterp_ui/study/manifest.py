@@ -5,7 +5,8 @@
       "kind": "sweep" | "trajectory",
       "identity": {"dims": [...], "settings": {...}, "data": {...}, "models": {...}},
       "cells": [{"name": "lr=0.0001__n_beta=30.0", "coords": {"lr": 0.0001, "n_beta": 30.0}}],
-      "updated_at": unix seconds
+      "updated_at": unix seconds,
+      "run_id": the study run that wrote it last (its stop file is .study/stop-<run_id>)
     }
 
 The identity holds everything but the grid's values: a study run again with more values on an
@@ -77,7 +78,11 @@ def read_manifest(output_dir: Path) -> dict[str, Any] | None:
 
 
 def claim_output_dir(
-    output_dir: Path, kind: str, identity: dict[str, Any], cells: Sequence[Cell]
+    output_dir: Path,
+    kind: str,
+    identity: dict[str, Any],
+    cells: Sequence[Cell],
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Check that `output_dir` is empty, or holds this same study, and record the study there.
 
@@ -105,6 +110,7 @@ def claim_output_dir(
         "identity": identity,
         "cells": merged,
         "updated_at": time.time(),
+        "run_id": run_id,
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / BOOKKEEPING).mkdir(exist_ok=True)
@@ -112,6 +118,15 @@ def claim_output_dir(
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, output_dir / MANIFEST)
     return manifest
+
+
+def unstarted_status(output_dir: Path, manifest: dict[str, Any]) -> str:
+    """What a cell without a store is, read from the directory alone: "stopped" once the last
+    study run was stopped (its cells not started never will be), else "queued"."""
+    run_id = manifest.get("run_id")
+    if run_id and (output_dir / BOOKKEEPING / f"stop-{run_id}").exists():
+        return "stopped"
+    return "queued"
 
 
 def _check_same(output_dir: Path, stored: dict, kind: str, identity: dict) -> None:

@@ -16,7 +16,7 @@ import xarray as xr
 
 from devinterp_ui.study import summary
 from devinterp_ui.study.grid import Cell, grid_axes
-from devinterp_ui.study.manifest import read_manifest
+from devinterp_ui.study.manifest import read_manifest, unstarted_status
 from devinterp_ui.study.stores import store_state
 
 NUMERIC = ("llc_mean", "llc_std", "mcse", "rhat", "ess", "wall_time")
@@ -128,10 +128,11 @@ def read_study(output_dir: str | Path, cache: RowCache | None = None) -> xr.Data
         )
     cache = cache or RowCache()
     cells = manifest_cells(manifest)
+    unstarted = unstarted_status(output_dir, manifest)
     rows = {}
     for cell in cells:
         row = cache.row(output_dir / cell.store_name())
         if row["status"] == "absent":
-            row["status"] = "queued"
+            row["status"] = unstarted
         rows[cell.name] = row
     return assemble(manifest["kind"], cells, rows, output_dir=output_dir)

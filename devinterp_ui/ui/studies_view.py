@@ -25,6 +25,7 @@ from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
 from devinterp_ui.study.grid import format_value
+from devinterp_ui.ui import escape
 from devinterp_ui.ui.study_table import StudyTable
 
 # Marker per health severity (worst flag of the cell); "unknown": no verdict (yet).
@@ -46,6 +47,13 @@ HOVER = [
     ("status", "@status"),
     ("health", "@severity @flags"),
 ]
+_SERIAL = itertools.count(1)  # tells the models of successive views in one page apart
+
+KEY = (
+    "marker = worst health flag: ○ ok or info · △ warn · ✕ error · □ no verdict yet; "
+    "pale cell: still running, its LLC from the draws so far. Hover for the numbers, click "
+    "to open the run."
+)
 COLUMNS = (
     "cell",
     "store",
@@ -90,6 +98,7 @@ class StudiesView(pn.viewable.Viewer):
         self.figures: dict[str, Any] = {}
         self.mapper = LinearColorMapper(palette=Viridis256, nan_color="#dddddd")
         self._layout_key: tuple | None = None
+        self.serial = next(_SERIAL)
         self._callback = None
         self.stop_button = pn.widgets.Button(
             label="Stop every cell", color="danger", visible=self.study is not None
@@ -97,6 +106,11 @@ class StudiesView(pn.viewable.Viewer):
         self.stop_button.on_click(lambda _: self.stop())
         self.status_pane = pn.pane.Str("", sizing_mode="stretch_width")
         self.plot_area = pn.Column(sizing_mode="stretch_width")
+        self.key = pn.pane.HTML(
+            f"<small>{escape.text(KEY)}</small>",
+            styles={"color": "#555"},
+            sizing_mode="stretch_width",
+        )
         self.refresh()
 
     # --- reading ----------------------------------------------------------------------------
@@ -142,17 +156,24 @@ class StudiesView(pn.viewable.Viewer):
 
     def _build(self, frame: pd.DataFrame) -> None:
         self.sources, self.figures = {}, {}
-        for title, part in self.panels(frame).items():
-            source = ColumnDataSource(self._columns(part))
+        for i, (title, part) in enumerate(self.panels(frame).items()):
+            # Named so a page (or a browser test) can find panel i's cells and figure.
+            source = ColumnDataSource(self._columns(part), name=f"study-cells:{self.serial}:{i}")
             source.selected.on_change("indices", self._on_tap(title))
             fig = (
                 self._trajectory(source)
                 if self.table.kind == "trajectory"
                 else self._heat(title, source, frame)
             )
+            fig.name = f"study-plot:{self.serial}:{i}"
             self.sources[title], self.figures[title] = source, fig
-        figs = [pn.pane.Bokeh(f) for f in self.figures.values()]
-        self.plot_area.objects = [pn.FlexBox(*figs)]
+        # Fixed-size panes: a figure added to a tab that was hidden and shown again was laid
+        # out with no width (a blank strip with its axis labels clipped).
+        figs = [
+            pn.pane.Bokeh(f, sizing_mode="fixed", width=f.width, height=f.height)
+            for f in self.figures.values()
+        ]
+        self.plot_area.objects = figs if len(figs) == 1 else [pn.FlexBox(*figs)]
 
     def _heat(self, title: str, source: ColumnDataSource, frame: pd.DataFrame):
         xs = [_label(v) for v in _axis(frame, "lr")]
@@ -160,7 +181,7 @@ class StudiesView(pn.viewable.Viewer):
         fig = figure(
             x_range=xs,
             y_range=ys,
-            width=360,
+            width=420,  # 70 of it the colour bar and its labels
             height=300,
             title=title or "sweep",
             x_axis_label="lr",
@@ -189,6 +210,9 @@ class StudiesView(pn.viewable.Viewer):
         )
         fig.add_tools(HoverTool(renderers=[rects], tooltips=HOVER))
         fig.select_one(TapTool).renderers = [rects]
+        # Room for the bar's tick labels: Bokeh does not widen the border for them and clips
+        # everything past the first digit.
+        fig.min_border_right = 70
         fig.add_layout(ColorBar(color_mapper=self.mapper, title="LLC", width=8), "right")
         return fig
 
@@ -267,6 +291,7 @@ class StudiesView(pn.viewable.Viewer):
         return pn.Column(
             pn.Row(self.status_pane, self.stop_button, sizing_mode="stretch_width"),
             self.plot_area,
+            self.key,
             sizing_mode="stretch_width",
         )
 

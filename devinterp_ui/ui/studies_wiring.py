@@ -25,6 +25,7 @@ class StudiesWiring:
             settings=self._study_settings(),
             checkpoints=self._demo_checkpoints(),
             runs_dir=str(self.runs_dir / "studies"),
+            store_roots=[str(r) for r in self.watcher.roots],
         )
         for widget in self.form.widgets.values():
             widget.param.watch(self._sync_studies, "value")

@@ -5,10 +5,13 @@ field keeps that setting fixed), Start.
 Trajectory: pick checkpoints (from `checkpoints`, e.g. a demo's `{step: factory}`), Start.
 Every other `sample()` setting comes from `settings` (the dashboard passes its form's values).
 Bad input is shown under the fields, naming the axis or the cell, before anything runs.
+Watch: type the output_dir of a study started elsewhere (a notebook, a script, a cluster job),
+Watch; the path must lie under `runs_dir` or one of `store_roots` (see `store_roots`).
 """
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,6 +21,8 @@ import panel as pn
 import param
 
 from devinterp_ui.study import llc_trajectory, sweep
+from devinterp_ui.study.manifest import MANIFEST
+from devinterp_ui.ui.store_roots import StorePathRefused, allowed_roots, confine
 from devinterp_ui.ui.studies_view import StudiesView
 
 AXES = ("lr", "n_beta", "localization")
@@ -52,6 +57,7 @@ class StudyLauncher(pn.viewable.Viewer):
     checkpoints = param.Dict(default=None, allow_None=True, doc="{step: model or factory}.")
     runs_dir = param.String(default="runs", doc="Each study gets a new directory inside.")
     executor = param.Parameter(default=None, doc="As for sweep(); None: the local pool.")
+    store_roots = param.List(default=[], doc="Directories besides runs_dir that Watch may open.")
     kind = param.Selector(default="sweep", objects=["sweep", "trajectory"])
     selected_store = param.String(
         default="", doc="Store of the cell last clicked in the running study's view."
@@ -69,6 +75,13 @@ class StudyLauncher(pn.viewable.Viewer):
         self.start_button = pn.widgets.Button(label="Start study", color="primary")
         self.start_button.on_click(lambda _e: self.start())
         self.error = pn.pane.Alert("", alert_type="danger", visible=False)
+        self.watch_input = pn.widgets.TextInput(
+            label="watch a study directory",
+            placeholder="output_dir of a sweep() or llc_trajectory()",
+            sizing_mode="stretch_width",
+        )
+        self.watch_button = pn.widgets.Button(label="Watch", width=90)
+        self.watch_button.on_click(lambda _e: self.watch())
         self.view_area = pn.Column(sizing_mode="stretch_width")
         self.study = None
         self.view: StudiesView | None = None
@@ -94,15 +107,46 @@ class StudyLauncher(pn.viewable.Viewer):
         try:
             study = self._launch()
         except (ValueError, TypeError) as exc:
-            self.error.object = str(exc)
-            self.error.visible = True
+            self._fail(str(exc))
             return None
         self.study = study
-        self.view = StudiesView(study=study)
-        # Forward the view's clicks: the dashboard watches the launcher, which outlives views.
-        self.view.param.watch(lambda e: setattr(self, "selected_store", e.new), "selected_store")
-        self.view_area.objects = [self.view]
+        self._show(StudiesView(study=study))
         return study
+
+    def watch(self, path: str | None = None) -> StudiesView | None:
+        """Show the study in `path` (default: the Watch field's); None after an error."""
+        self.error.visible = False
+        text = self.watch_input.value if path is None else str(path)
+        try:
+            roots = allowed_roots(self.runs_dir, self.store_roots)
+            where = confine(text, roots)
+        except StorePathRefused as exc:
+            self._fail(str(exc).replace("stores", "studies"))
+            return None
+        if not (where / MANIFEST).is_file():
+            self._fail(
+                f"no study in {text.strip()!r} (no {MANIFEST}): type the output_dir given to "
+                "sweep() or llc_trajectory()."
+            )
+            return None
+        self.study = None
+        view = StudiesView(where)
+        self._show(view)
+        return view
+
+    def _show(self, view: StudiesView) -> None:
+        if self.view is not None:
+            self.view.close()
+        self.view = view
+        # Forward the view's clicks: the dashboard watches the launcher, which outlives views.
+        view.param.watch(lambda e: setattr(self, "selected_store", e.new), "selected_store")
+        self.view_area.objects = [view]
+
+    def _fail(self, message: str) -> None:
+        # The message can quote what was typed: escaped, the Alert renders Markdown and HTML.
+        # Text content, never an attribute: <, > and & are enough, quotes stay readable.
+        self.error.object = html.escape(message, quote=False)
+        self.error.visible = True
 
     def _launch(self):
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -141,6 +185,7 @@ class StudyLauncher(pn.viewable.Viewer):
             self.kind_picker,
             pn.bind(fields, self.param.kind),
             self.start_button,
+            pn.Row(self.watch_input, self.watch_button, sizing_mode="stretch_width"),
             self.error,
             self.view_area,
             sizing_mode="stretch_width",

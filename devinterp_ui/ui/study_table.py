@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from devinterp_ui.live import StoreReader
-from devinterp_ui.study.manifest import read_manifest
+from devinterp_ui.study.manifest import read_manifest, unstarted_status
 from devinterp_ui.study.result import RowCache, manifest_cells
 from devinterp_ui.study.summary import summarize
 
@@ -39,13 +39,14 @@ class StudyTable:
         cells = manifest_cells(manifest)
         self.kind = manifest["kind"]
         self.dims = list(cells[0].coords) if cells else []
+        unstarted = unstarted_status(self.output_dir, manifest)
         rows = []
         for cell in cells:
             store = self.output_dir / cell.store_name()
             row = self._cache.row(store, summarize_live=False)
             row["partial"] = False
             if row["status"] == "absent":
-                row["status"] = "queued"
+                row["status"] = unstarted
             elif row["status"] in LIVE:
                 row.update(self._partial(cell.name, store))
             else:

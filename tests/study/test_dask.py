@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 
 import pytest
 
@@ -90,3 +91,57 @@ def test_a_killed_worker_costs_only_its_own_cell(client, model, tokens, settings
     assert status.pop(killed) in ("completed", "failed"), study.outcomes  # retried, or says so
     assert set(status.values()) == {"completed"}, study.outcomes
     assert_stores_whole(out)
+
+
+def wait_for_running_cells(out, n: int, timeout: float = 180.0) -> list[str]:
+    """Names of `n` cells that have written rows (their workers are mid-run)."""
+    from devinterp_ui.live import StoreReader
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = []
+        for store in sorted(out.glob("*.zarr")):
+            try:
+                rows = StoreReader(store, metrics=False).status().steps_written
+            except (FileNotFoundError, RuntimeError, KeyError, ValueError):
+                continue
+            if rows and min(rows) > 0:
+                running.append(store.name.removesuffix(".zarr"))
+        if len(running) >= n:
+            return running
+        time.sleep(0.1)
+    raise TimeoutError(f"fewer than {n} cells started writing rows")
+
+
+def test_stop_ends_running_and_queued_cells_on_the_dask_workers(
+    client, model, tokens, settings, tmp_path
+):
+    """Two cells run (one per worker), two wait in Dask's queue; stop() ends all four: the
+    running ones at their next step with their rows kept, the queued ones without a store."""
+    out = tmp_path / "s"
+    study = sweep(
+        model,
+        tokens,
+        grid={"lr": [1e-3, 2e-3], "n_beta": [10.0, 20.0]},
+        output_dir=out,
+        executor=client.get_executor(),
+        **{**settings, "num_draws": 100_000, "flush_interval": 0.5},
+    )
+    running = wait_for_running_cells(out, 2)
+    study.stop()
+    assert study.wait(timeout=120), study  # returns: nothing waits for 100 000 draws
+    progress = study.progress
+    assert progress.finished and progress.stopped == 4 and progress.failed == 0, progress
+    result = study.result()
+    status = {c.name: str(result["status"].sel(c.coords).item()) for c in study.cells}
+    assert set(status.values()) == {"stopped"}, status
+    assert sorted(p.name.removesuffix(".zarr") for p in out.glob("*.zarr")) == sorted(running)
+    for name in running:  # readable, says stopped, kept its rows, far from done
+        tree = study.open(name)
+        marker = tree.attrs["progress"]
+        assert marker["status"] == "stopped" and tree.attrs.get("completed") != 1
+        assert 0 < min(marker["chains"]["steps_written"]) < marker["total_steps"]
+        tree.close()
+    assert_stores_whole(out)
+    # The workers are free again: nothing of the stopped study still runs on them.
+    assert not any(client.processing().values()), client.processing()

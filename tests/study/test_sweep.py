@@ -154,6 +154,8 @@ def test_stop_ends_every_cell_and_keeps_their_rows(model, tokens, settings, here
         and study.open(study.cells[0]).attrs["progress"]["chains"]["steps_written"][0] >= 5
     )
     assert status[1:] == ["stopped"] * 3  # never started: no store, nothing to rerun but them
+    # From the directory alone (a dashboard watching it) too: not "queued" for ever.
+    assert read_study(tmp_path / "sweep")["status"].values.ravel().tolist() == status
 
 
 def test_read_study_gives_the_same_table_from_the_directory_alone(
