@@ -229,10 +229,13 @@ class LivePlots(pn.viewable.Viewer):
     def _sync_panes(self) -> None:
         """A figure joins the page with its first points (see ui/figures.py for why)."""
         for pane, fig in self._panes:
-            if fig.visible and pane.object is not fig:
-                pane.object = fig
+            # Visible first, then the figure: a Bokeh pane applies its own `visible` to the
+            # model it renders, so a figure handed to a still-hidden pane reached the browser
+            # hidden and stayed so (a finished store opened in one poll drew no plot).
             if pane.visible != fig.visible:
                 pane.visible = fig.visible
+            if fig.visible and pane.object is not fig:
+                pane.object = fig
 
     # --- layout ---------------------------------------------------------------------------
 

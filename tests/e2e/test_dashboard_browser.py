@@ -154,6 +154,19 @@ def test_open_store_watches_a_run_written_elsewhere(server, browser):
     assert str(path) in text and "completed" in text
     assert line_lengths(page, "loss", 3) == [12, 12, 12]
     assert line_lengths(page, "obs:probe", 3) == [12, 12, 12]
+    # ... and drawn: the store came in one poll, and the figures once reached the page hidden.
+    shown = page.evaluate(
+        """() => {
+            const out = {};
+            for (const doc of Bokeh.documents)
+                for (const m of doc.all_models)
+                    if (m.type === "Figure" && m.title) out[m.title.text] = m.visible;
+            return out;
+        }"""
+    )
+    assert shown.get("Sampling loss per step") and shown.get("probe: loss per draw"), shown
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "watched_store.png"), full_page=True)
     page.close()
 
 

@@ -177,12 +177,6 @@ def test_a_sweep_fills_cell_by_cell_hover_gives_the_numbers_and_a_click_opens_th
     assert min(line_lengths(page, "loss", 2)) >= SETTINGS["num_draws"]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect of the Run tab, not of studies: a finished store opened there (also "
-    "through 'Watch a store') gets blank trace plots although their data arrived; see "
-    "docs/known_gaps.md, issue 16",
-)
 def test_the_opened_cells_traces_are_drawn(page):
     """After the previous test opened a cell: its chains' lines are drawn above the result
     (pixels of the chain colours between the "log y" toggle and the Result heading)."""
