@@ -3,25 +3,15 @@ and data with the form's n_beta / localization / batch size; its suggestion fill
 and an lr typed into the form is the lr the predicted bias is shown at."""
 
 import pytest
-import torch
 from tiny_models import TinyLM
 
 from devinterp_ui.analysis import suggest_lr
-from devinterp_ui.ui.dashboard import Dashboard
 from devinterp_ui.ui.form import format_value
 
 
 @pytest.fixture
-def data():
-    return torch.randint(0, 11, (64, 6), generator=torch.Generator().manual_seed(3))
-
-
-@pytest.fixture
-def dashboard(data, tmp_path):
-    torch.manual_seed(0)
-    return Dashboard(
-        TinyLM(), data, {"train": data}, runs_dir=tmp_path, lr=1e-3, n_beta=20.0, batch_size=8
-    )
+def dashboard(make_dashboard):
+    return make_dashboard()
 
 
 def test_suggest_sits_under_the_lr_field_and_fills_the_forms_lr(dashboard, data):
