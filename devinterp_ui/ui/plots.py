@@ -41,6 +41,8 @@ TERMS_CAPTION = (
 # lines on a linear axis: say so, and point at the log-y option.
 DIVERGING_RATIO = 1e3
 NOTE_STYLE = {"font-size": "12px", "color": "#5f4b00"}
+# The narrowest a small figure gets before its row wraps (axis labels and ticks still readable).
+SMALL_MIN_WIDTH = 250
 
 
 class LivePlots(pn.viewable.Viewer):
@@ -243,10 +245,16 @@ class LivePlots(pn.viewable.Viewer):
         self._panes.append((pane, fig))
         return pane
 
-    def _grid(self, lines: dict[str, ChainLines], ncols: int) -> pn.GridBox:
-        return pn.GridBox(
-            *[self._pane(x.fig) for x in lines.values()], ncols=ncols, sizing_mode="stretch_width"
-        )
+    def _grid(self, lines: dict[str, ChainLines], ncols: int) -> pn.FlexBox:
+        """Small figures in rows of up to `ncols` that wrap to fewer columns when the page is
+        narrow (a notebook cell: about 850 px holds 3, 600 px 2): each figure takes an equal
+        share of its row and never gets narrower than SMALL_MIN_WIDTH, so none is cut off and
+        a hidden one (no points yet) leaves no gap."""
+        panes = [self._pane(x.fig) for x in lines.values()]
+        basis = f"calc({100 / ncols:.4f}% - 10px)"
+        for pane in panes:
+            pane.styles = {"flex": f"1 1 {basis}", "min-width": f"{SMALL_MIN_WIDTH}px"}
+        return pn.FlexBox(*panes, flex_wrap="wrap", sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:
         waiting = pn.pane.Markdown(
