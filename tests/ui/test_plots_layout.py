@@ -5,25 +5,23 @@ is checked in the browser tests' screenshots (tests/notebooks, tests/e2e)."""
 import panel as pn
 from bokeh.models import LogTicker
 
-from devinterp_ui.ui.plots import SMALL_MIN_WIDTH, LivePlots
+from devinterp_ui.ui.plots import MAX_COLUMNS, LivePlots
 
 
 def small_grids(plots: LivePlots) -> list:
     layout = plots.__panel__()
-    return [obj for obj in layout.objects if isinstance(obj, pn.FlexBox)]
+    return [obj for obj in layout.objects if isinstance(obj, pn.GridBox)]
 
 
-def test_the_update_terms_wrap_instead_of_holding_four_fixed_columns():
+def test_no_small_figure_grid_is_wider_than_a_notebook_cell_holds():
     plots = LivePlots(num_chains=2, observables=["o"])
     grids = small_grids(plots)
     assert len(grids) == 3  # norms, cosines, observables
+    figures = [pane.object or fig for pane, fig in plots._panes]
+    min_width = max(f.min_width for f in figures)
     for grid in grids:
-        assert grid.flex_wrap == "wrap"
-        for pane in grid.objects:
-            assert pane.styles["min-width"] == f"{SMALL_MIN_WIDTH}px"
-    # Four norms share a row only where four fit at SMALL_MIN_WIDTH (over 1000 px); at 850 px
-    # the row holds three and the fourth wraps.
-    assert 3 * SMALL_MIN_WIDTH < 850 < 4 * SMALL_MIN_WIDTH
+        # In 4 columns the 4th norm plot was cut at notebook width (about 850 px).
+        assert grid.ncols <= MAX_COLUMNS and grid.ncols * min_width <= 850
 
 
 def test_log_axes_ask_for_few_ticks_and_draw_no_minor_ticks():
