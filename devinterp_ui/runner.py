@@ -341,6 +341,9 @@ class Runner:
         wall = {"wall_time_s": round(time.time() - self.t0, 3)}
         if progress.status == STOPPED:
             self._flush(wall, wait=True)
+            summary = self._llc_summary()
+            if summary:
+                self.plan.writer.set_attrs(summary)
             return
         done = [c.status == COMPLETED for c in progress.chains]
         progress.status = COMPLETED if any(done) else FAILED
@@ -351,4 +354,15 @@ class Runner:
         self._flush(wall, wait=True)
         if progress.status == COMPLETED:
             # Last of all, so `completed` is never seen before every row has landed.
-            self.plan.writer.set_attrs({"completed": 1})
+            self.plan.writer.set_attrs({**self._llc_summary(), "completed": 1})
+
+    def _llc_summary(self) -> dict:
+        """{"llc_summary": the final LLC record} of the store, every row landed (see
+        analysis/llc_summary.py: run lists read it instead of the arrays); {} when it cannot be
+        computed, which a reader then computes itself: the run's own result never depends on it."""
+        from devinterp_ui.analysis.llc_summary import LLC_SUMMARY, store_llc_summary
+
+        try:
+            return {LLC_SUMMARY: store_llc_summary(self.plan.writer.path)}
+        except Exception:  # noqa: BLE001 - an optional record; the rows are the result
+            return {}

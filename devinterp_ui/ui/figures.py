@@ -11,7 +11,8 @@ Two details keep the browser console clean and the page readable:
   determine ... value") whenever a plot with automatic ranges paints before its glyphs have
   data, which a live plot does at every first paint. Once the user pans or zooms, the ranges
   are left alone (until "reset");
-- titles are short, toolbars sit to the right (not on the title row) and hide until hovered.
+- titles are short, toolbars sit to the right (not on the title row) and hide until hovered;
+  axes carry few ticks, so that labels do not overlap on small figures.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def make_figure(
     fig.xaxis.axis_label = x_label
     fig.yaxis.axis_label = y_label
     fig.title.text_font_size = "13px"
+    # Few ticks: at notebook width a small figure is ~250 px wide and 200 high, and a log axis
+    # over less than a decade otherwise labels every few hundredths, labels on top of each other.
+    fig.xaxis.ticker.desired_num_ticks = 5
+    fig.yaxis.ticker.desired_num_ticks = 4 if log_y else 5
+    if log_y:
+        fig.yaxis.minor_tick_line_color = None
     fig.visible = False  # until the first point: see the module docstring
     return fig
 

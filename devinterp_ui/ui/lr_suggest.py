@@ -22,8 +22,9 @@ import panel as pn
 import param
 
 from devinterp_ui.analysis import LrAdvice, suggest_lr
+from devinterp_ui.ui.form import format_value
 
-__all__ = ["LrSuggest", "advice_html", "form_advice"]
+__all__ = ["LrSuggest", "advice_html", "form_advice", "rounded_lr"]
 
 
 def _fmt(x: float | None) -> str:
@@ -32,10 +33,27 @@ def _fmt(x: float | None) -> str:
     return f"{x:.4g}" if math.isfinite(x) else "inf"
 
 
+# Significant digits of a suggested lr. The advisor's estimate (a few Hessian-vector products)
+# is good to a few percent at best, so more digits are noise; the suggestion is rounded before it
+# is stored, so the field shows exactly the lr that runs.
+SUGGESTED_DIGITS = 3
+
+
+def rounded_lr(x: float) -> float:
+    """`x` rounded to SUGGESTED_DIGITS significant digits (2.1879207081256777e-05 -> 2.19e-05).
+    A positive finite `x` stays positive: rounding to significant digits never gives 0."""
+    return float(f"{x:.{SUGGESTED_DIGITS}g}")
+
+
 def _pct(x: float | None) -> str:
     if x is None:
         return "n/a"
     return f"{x:.1%}" if math.isfinite(x) else "unstable (past the limit)"
+
+
+def _suggested_text(x: float) -> str:
+    # The suggested lr as the field shows it once filled in (rounded, shortest form).
+    return format_value("lr", rounded_lr(x)) if math.isfinite(x) and x > 0 else _fmt(x)
 
 
 def advice_html(
@@ -58,7 +76,7 @@ def advice_html(
     note = "" if advice.converged else " (h_max not converged: raise max_iters)"
     text = (
         f"h_max {_fmt(advice.h_max)}{note}; stable for lr < {_fmt(advice.lr_stable_max)}; "
-        f"suggested lr {_fmt(advice.lr_suggested)} (target bias {advice.target_bias:.0%}){bias}"
+        f"suggested lr {_suggested_text(advice.lr_suggested)} (target bias {advice.target_bias:.0%}){bias}"
     )
     return f'<div class="lr-suggest-advice" style="font-size:90%">{html.escape(text)}</div>'
 
@@ -70,7 +88,8 @@ class LrSuggest(pn.viewable.Viewer):
         (typically a closure over `suggest_lr` with the form's n_beta and localization).
 
     Params:
-        value: the suggested lr (None until a suggestion arrives); also written to `lr`.
+        value: the suggested lr, rounded to SUGGESTED_DIGITS significant digits (None until a
+            suggestion arrives); also written to `lr`.
         lr: the lr in the field (the user's; the predicted bias is shown at it).
         busy: True while compute runs (the button is disabled; a second click is ignored).
         advice: the last `LrAdvice`; error: the last failure's message (None after a success).
@@ -174,6 +193,8 @@ class LrSuggest(pn.viewable.Viewer):
         if advice is not None:
             suggested = advice.lr_suggested
             ok = math.isfinite(suggested) and suggested > 0
+            if ok:
+                suggested = rounded_lr(suggested)
             if not ok:
                 error = "no finite lr to suggest: the curvature at the checkpoint is not positive"
             self.param.update(

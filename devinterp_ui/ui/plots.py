@@ -41,6 +41,10 @@ TERMS_CAPTION = (
 # lines on a linear axis: say so, and point at the log-y option.
 DIVERGING_RATIO = 1e3
 NOTE_STYLE = {"font-size": "12px", "color": "#5f4b00"}
+# Columns of the small-figure grids: each figure is at least 240 px wide (figures.py), and a
+# notebook cell is about 850 px, so at most 3 per row.
+NORM_COLUMNS = 2
+MAX_COLUMNS = 3
 
 
 class LivePlots(pn.viewable.Viewer):
@@ -247,6 +251,9 @@ class LivePlots(pn.viewable.Viewer):
         return pane
 
     def _grid(self, lines: dict[str, ChainLines], ncols: int) -> pn.GridBox:
+        # ncols * the figures' min_width (240 px) must fit a notebook cell (about 850 px): the
+        # four norms go 2 x 2 (in 4 columns the 4th was cut there). A wrapping FlexBox was
+        # tried: figures that join it after the first paint (see _sync_panes) render collapsed.
         return pn.GridBox(
             *[self._pane(x.fig) for x in lines.values()], ncols=ncols, sizing_mode="stretch_width"
         )
@@ -282,9 +289,12 @@ class LivePlots(pn.viewable.Viewer):
                         margin=(0, 10),
                     )
                 )
-            parts += [self._grid(self.norms, 4), self._grid(self.cosines, 3)]
+            parts += [self._grid(self.norms, NORM_COLUMNS), self._grid(self.cosines, MAX_COLUMNS)]
         if self.observable_lines:
-            parts += [pn.pane.Markdown("#### Observables"), self._grid(self.observable_lines, 3)]
+            parts += [
+                pn.pane.Markdown("#### Observables"),
+                self._grid(self.observable_lines, MAX_COLUMNS),
+            ]
         return pn.Column(*parts, sizing_mode="stretch_width")
 
 

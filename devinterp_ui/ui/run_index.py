@@ -2,24 +2,38 @@
 
 The run library lists runs from earlier sessions and other processes, so it cannot rely on
 memory: it scans the directory. To stay fast with thousands of stores, a scan reads only each
-store's root `zarr.json` (settings, progress marker, provenance), and only when that file's
-mtime changed since the last scan (`RunIndex` caches by mtime). Traces (and with them the LLC)
-are read from a store's arrays only when asked (`read_traces`), through `StoreReader`, and
-cached by the same mtime. No UI imports: tested and benched alone.
+store's root `zarr.json` (settings, progress marker, provenance, the final LLC the sampler
+recorded), and only when that file's mtime changed since the last scan (`RunIndex` caches by
+mtime). Traces are read from a store's arrays only when asked (`read_traces`), through
+`StoreReader`, and cached by the same mtime.
+
+The LLC column: a finished store carries its final LLC in its root attrs (`llc_summary`,
+written by the sampler when the run ends, see analysis/llc_summary.py). For a finished store
+without one (older, or its writer was killed), `llc()` computes the same summary from the
+store's arrays in a background thread, never on the caller's (a server's event loop), and keeps
+it in memory: the dashboard only reads stores, it never writes into them. No UI imports: tested
+and benched alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import queue
 import threading
+import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from devinterp_ui.analysis.llc_summary import recorded_llc_summary, store_llc_summary
 from devinterp_ui.live.marker import (
+    FINISHED_STATUSES,
     READER_STATUSES,
     MarkerUnreadable,
     read_root_attrs,
@@ -39,6 +53,7 @@ class RunSummary:
     status: a reader status (running, stopped, failed, completed, killed, stale, starting) or
     "unknown". started_at: unix seconds (None when the store does not say). duration_s: from the
     start to the marker's last update. steps_done: rows written, summed over chains.
+    llc: the final LLC summary recorded in the store (analysis/llc_summary.py), else None.
     """
 
     path: str
@@ -51,6 +66,7 @@ class RunSummary:
     total_steps: int
     model: str
     mtime_ns: int
+    llc: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,13 @@ class RunIndex:
         self._lock = threading.Lock()
         self._summaries: dict[str, RunSummary] = {}
         self._traces: dict[str, tuple[int, RunTraces]] = {}
+        # LLCs computed here for stores that record none: path -> (mtime_ns, (mean, std)).
+        self._computed: dict[str, tuple[int, tuple[float, float]]] = {}
+        self._queued: set[str] = set()
+        self._todo: queue.Queue[RunSummary] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._listeners: list[weakref.WeakMethod | Callable[[], Any]] = []
+        self.llc_version = 0  # rises each time computed LLCs arrive (a table redraws on it)
 
     def scan(self) -> list[RunSummary]:
         found: dict[str, RunSummary] = {}
@@ -118,13 +141,86 @@ class RunIndex:
             self._traces[summary.path] = (summary.mtime_ns, traces)
         return traces
 
-    def cached_llc(self, summary: RunSummary) -> tuple[float, float]:
-        """(llc_mean, llc_std) when this version's traces were read already, else NaNs."""
+    # --- the LLC column ------------------------------------------------------------------------
+
+    def llc(self, summary: RunSummary) -> tuple[float, float]:
+        """(llc_mean, llc_std) of a run: the summary its store records, else one computed here
+        earlier; NaNs while that is pending (it is then queued for the background thread) and
+        for a run not finished (running, starting, stale) or not a sample store."""
+        if summary.llc is not None:
+            return _pair(summary.llc)
         with self._lock:
-            cached = self._traces.get(summary.path)
-        if cached is None or cached[0] != summary.mtime_ns:
-            return math.nan, math.nan
-        return cached[1].llc_mean, cached[1].llc_std
+            cached = self._computed.get(summary.path)
+            if cached is not None and cached[0] == summary.mtime_ns:
+                return cached[1]
+            if summary.status not in FINISHED_STATUSES or summary.path in self._queued:
+                return math.nan, math.nan
+            self._queued.add(summary.path)
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(
+                    target=self._compute_queued, name="run-index-llc", daemon=True
+                )
+                self._worker.start()
+            # Under the lock: the worker ends only when it sees the queue empty under it.
+            self._todo.put(summary)
+        return math.nan, math.nan
+
+    def on_llc(self, callback: Callable[[], Any]) -> None:
+        """Call `callback()` (from the background thread) when computed LLCs arrived: at most
+        once a second, and when the queue has drained. A bound method is held weakly, so a
+        listening table does not outlive its session."""
+        ref = weakref.WeakMethod(callback) if hasattr(callback, "__self__") else callback
+        with self._lock:
+            self._listeners.append(ref)
+
+    def wait_llc(self, timeout: float) -> bool:
+        """Block until every queued LLC is computed; True when none is left (tests, bench)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._queued:
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def _compute_queued(self) -> None:
+        last_notice = time.monotonic()
+        while True:
+            try:
+                summary = self._todo.get(timeout=5.0)
+            except queue.Empty:
+                with self._lock:
+                    if self._todo.empty():
+                        self._worker = None
+                        return
+                continue
+            try:
+                pair = _pair(store_llc_summary(summary.path))
+            except Exception:  # noqa: BLE001 - a store that cannot give an LLC shows none
+                pair = (math.nan, math.nan)
+            with self._lock:
+                self._computed[summary.path] = (summary.mtime_ns, pair)
+                self._queued.discard(summary.path)
+                self.llc_version += 1
+            drained = self._todo.empty()
+            if drained or time.monotonic() - last_notice >= 1.0:
+                last_notice = time.monotonic()
+                self._notify()
+
+    def _notify(self) -> None:
+        with self._lock:
+            refs = list(self._listeners)
+        alive = []
+        for ref in refs:
+            callback = ref() if isinstance(ref, weakref.WeakMethod) else ref
+            if callback is None:
+                continue
+            alive.append(ref)
+            # One broken listener must not stop the others.
+            with contextlib.suppress(Exception):
+                callback()
+        with self._lock:
+            self._listeners = [r for r in self._listeners if r in alive or r not in refs]
 
 
 def summarize_store(path: Path, mtime_ns: int = 0) -> RunSummary:
@@ -156,11 +252,21 @@ def summarize_store(path: Path, mtime_ns: int = 0) -> RunSummary:
         total_steps=status.total_steps * max(status.num_chains, 1),
         model=model,
         mtime_ns=mtime_ns,
+        llc=recorded_llc_summary(attrs),
     )
 
 
 def _foreign(path: Path, mtime_ns: int) -> RunSummary:
     return RunSummary(str(path), path.name, UNKNOWN, {}, None, None, 0, 0, "", mtime_ns)
+
+
+def _pair(summary: dict[str, Any]) -> tuple[float, float]:
+    """(llc_mean, llc_std) of an LLC summary, None (not finite) as NaN."""
+    mean, std = summary.get("llc_mean"), summary.get("llc_std")
+    return (
+        float(mean) if mean is not None else math.nan,
+        float(std) if std is not None else math.nan,
+    )
 
 
 def _number(value: Any) -> float | None:

@@ -1,7 +1,8 @@
 """`RunLibrary`: every run under the runs directory, sortable and filterable; traces on select.
 
 Lists stores from earlier sessions and other processes too (see `RunIndex`: root attributes
-only, cached by mtime). Select one row to see its chains' traces, read from its store; select
+only, cached by mtime). The LLC column shows the final LLC each store records; for older stores
+the index computes it in a background thread, and the table redraws when it arrives. Select one row to see its chains' traces, read from its store; select
 several (Ctrl/Shift-click) to overlay their mean traces, one colour per run.
 
 The table is plain HTML (pandas escapes every cell), sorted and filtered on the server: it needs
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -75,20 +77,42 @@ class RunLibrary(pn.viewable.Viewer):
         self.refresh_button = pn.widgets.Button(label="Refresh", width=100)
         self.refresh_button.on_click(lambda _e: self.refresh())
         self._callback = None
+        self._redraw_lock = threading.RLock()  # computed LLCs may redraw from another thread
+        self._doc = pn.state.curdoc
+        self.index.on_llc(self._on_llc_computed)
         self.refresh()
 
     # --- data ----------------------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Rescan the runs directory and update the table when anything changed."""
-        self.summaries = self.index.scan()
-        signature = tuple((s.path, s.mtime_ns, s.status) for s in self.summaries)
-        if signature == self._signature:
+        with self._redraw_lock:
+            self.summaries = self.index.scan()
+            signature = (
+                self.index.llc_version,
+                *((s.path, s.mtime_ns, s.status) for s in self.summaries),
+            )
+            if signature == self._signature:
+                return
+            self._signature = signature
+            self._redraw()
+
+    def _on_llc_computed(self) -> None:
+        """LLCs computed in the index's thread: redraw on the session's event loop when there is
+        one (or leave it to the periodic refresh), directly otherwise (notebook, script)."""
+        if self._callback is not None:
             return
-        self._signature = signature
-        self._redraw()
+        doc = self._doc
+        if doc is not None and getattr(doc, "session_context", None) is not None:
+            doc.add_next_tick_callback(self.refresh)
+        else:
+            self.refresh()
 
     def _redraw(self) -> None:
+        with self._redraw_lock:
+            self._redraw_table()
+
+    def _redraw_table(self) -> None:
         """The table: summaries passing the filter, sorted, at most `max_rows`."""
         frame = self._frame(self.summaries)
         frame["_i"] = range(len(frame))
@@ -120,7 +144,7 @@ class RunLibrary(pn.viewable.Viewer):
     def _frame(self, summaries: list[RunSummary]) -> pd.DataFrame:
         rows = []
         for s in summaries:
-            llc, std = self.index.cached_llc(s) if hasattr(self, "index") else (math.nan,) * 2
+            llc, std = self.index.llc(s) if hasattr(self, "index") else (math.nan,) * 2
             if not math.isfinite(llc):
                 llc, std = getattr(self, "_known_llc", {}).get(s.path, (llc, std))
             settings = s.settings
@@ -187,9 +211,6 @@ class RunLibrary(pn.viewable.Viewer):
                 sizing_mode="stretch_width",
             )
         ]
-        # The LLC column fills in for runs whose traces were read.
-        self.table.object = None
-        self._redraw()
 
     # --- layout and lifecycle -----------------------------------------------------------------------
 

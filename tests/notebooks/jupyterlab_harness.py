@@ -1,5 +1,10 @@
 """A real JupyterLab server and a Chromium page on it, for the notebook browser tests.
 
+The same server also serves Jupyter Notebook 7 (the `notebook` package, classic Notebook's
+successor) at /notebooks/<path>: `open_offline(..., ui="notebook")` opens a notebook there.
+Both front ends expose the app as `window.jupyterapp`, with the same notebook panel API, so the
+helpers below drive either.
+
 The server runs with no token on a free localhost port, a temporary root folder, and Jupyter's
 config, data, runtime and settings folders in that temporary tree, so nothing of the user's
 Jupyter set-up is read or written. The page blocks every request that does not go to the
@@ -102,6 +107,7 @@ def start_lab(tmp: Path, env_extra: dict[str, str] | None = None) -> Lab:
             "--ServerApp.disable_check_xsrf=True",
             f"--ServerApp.root_dir={root}",
             "--LabApp.expose_app_in_browser=True",
+            "--JupyterNotebookApp.expose_app_in_browser=True",
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--LabApp.extension_manager=readonly",  # never asks PyPI about extensions
@@ -137,10 +143,80 @@ class PageLog:
     def errors(self, *words: str) -> list[str]:
         return [m for m in self.console if m.startswith("error") and any(w in m for w in words)]
 
+    def containing(self, text: str) -> list[str]:
+        """Every console message (any level) holding `text`."""
+        return [m for m in self.console if text in m]
 
-def open_offline(browser, lab: Lab, path: str, width: int = 1280, height: int = 1000):
-    """A page on `path` (under /lab/tree) with every non-localhost request aborted."""
+
+def plot_overflow(page, index: int) -> dict:
+    """How far the Bokeh plots shown in code cell `index`'s output reach past that output's
+    right edge, in px (<= 0: every plot fits), and how many plots were measured."""
+    return page.evaluate(
+        """(i) => {
+            const cell = window.jupyterapp.shell.currentWidget.content.widgets[i];
+            const out = cell.outputArea.node;
+            const right = out.getBoundingClientRect().right;
+            // Up through shadow roots (Bokeh's views live in them) to the output node.
+            const inside = (el) => {
+                for (let n = el; n; n = n.parentNode || n.host) if (n === out) return true;
+                return false;
+            };
+            let worst = -Infinity, plots = 0;
+            const walk = (view) => {
+                if (!view) return;
+                if (view.frame !== undefined && view.el && view.el.isConnected) {
+                    const box = view.el.getBoundingClientRect();
+                    if (box.width > 0 && inside(view.el)) {
+                        plots += 1;
+                        worst = Math.max(worst, box.right - right);
+                    }
+                }
+                for (const child of view.child_views ?? []) walk(child);
+            };
+            for (const view of Object.values(window.Bokeh ? Bokeh.index : {})) walk(view);
+            return {overflow: worst, plots: plots};
+        }""",
+        index,
+    )
+
+
+# Page script: BokehJS's "could not set initial ranges" names no plot; log, next to it, the
+# titles of the plots whose ranges are unset at that moment, so that a failing check says which.
+NAME_UNSET_RANGES = """
+(() => {
+  const warn = console.warn.bind(console);
+  console.warn = (...args) => {
+    warn(...args);
+    if (!args.some((a) => String(a).includes("could not set initial ranges"))) return;
+    const titles = [];
+    const walk = (view) => {
+      if (!view) return;
+      if (view.frame !== undefined && view.model) {
+        try {
+          const ranges = [...view.frame.x_ranges.values(), ...view.frame.y_ranges.values()];
+          if (ranges.some((r) => isNaN(r.start + r.end))) {
+            titles.push(String(view.model.title ? view.model.title.text : view.model.type));
+          }
+        } catch (e) {}
+      }
+      for (const child of view.child_views ?? []) walk(child);
+    };
+    for (const view of Object.values((window.Bokeh && Bokeh.index) || {})) walk(view);
+    warn("unset ranges in: " + (titles.join(" | ") || "?"));
+  };
+})();
+"""
+
+
+def open_offline(
+    browser, lab: Lab, path: str, width: int = 1280, height: int = 1000, ui: str = "lab"
+):
+    """A page on `path` with every non-localhost request aborted: in JupyterLab (`ui="lab"`,
+    under /lab/tree) or in Jupyter Notebook 7 (`ui="notebook"`, under /notebooks)."""
+    if ui not in ("lab", "notebook"):
+        raise ValueError(f"ui must be 'lab' or 'notebook', got {ui!r}")
     page = browser.new_page(viewport={"width": width, "height": height})
+    page.add_init_script(NAME_UNSET_RANGES)
     log = PageLog()
     page.on("console", lambda m: log.console.append(f"{m.type}: {m.text}"))
     page.on("pageerror", lambda e: log.console.append(f"error: pageerror {e}"))
@@ -154,9 +230,12 @@ def open_offline(browser, lab: Lab, path: str, width: int = 1280, height: int = 
             r.abort()
 
     page.route("**/*", route)
-    # A workspace of its own, reset: JupyterLab would otherwise reopen earlier pages' tabs.
-    workspace = Path(path).stem
-    page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{path}?reset", timeout=120_000)
+    if ui == "notebook":
+        page.goto(f"{lab.url}/notebooks/{path}", timeout=120_000)
+    else:
+        # A workspace of its own, reset: JupyterLab would otherwise reopen earlier pages' tabs.
+        workspace = Path(path).stem
+        page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{path}?reset", timeout=120_000)
     page.wait_for_function(
         "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
         " && window.jupyterapp.shell.currentWidget.sessionContext"

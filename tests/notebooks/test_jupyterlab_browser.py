@@ -27,6 +27,7 @@ from jupyterlab_harness import (
     cell_text,
     line_lengths,
     open_offline,
+    plot_overflow,
     run_cell,
     source_ids,
     start_lab,
@@ -47,6 +48,9 @@ RESULT = re.compile(r"LLC = -?\d")  # the result's headline, once a run has fini
 # What a Panel or Bokeh failure says in the console (the error issue 14 saw offline, and
 # Bokeh's ownership error); a few of Bokeh's own warnings are not errors.
 FAILURE_WORDS = ("Panel", "Bokeh", "bokeh", "Models must be owned", "Failed to load resource")
+# BokehJS's warning for a plot painted before its ranges are known (ui/figures.py keeps every
+# range set): a normal run logs none, in the served page (tests/e2e) as in a notebook.
+RANGES_WARNING = "could not set initial ranges"
 
 SETUP = """\
 from devinterp_ui.ui import Dashboard, notebook
@@ -79,6 +83,7 @@ class Session:
     outputs: dict[str, list[dict]] = field(default_factory=dict)
     reopened: list[list[int]] | None = None
     reopened_log: PageLog | None = None
+    overflow: dict | None = None  # plot_overflow of the dashboard's cell after the run
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +171,7 @@ def inline(lab, browser):
     page.get_by_text(RESULT).first.wait_for(timeout=120_000)
     scroll_to_cell(page, 1, "center")
     shot(page, "inline-after-run")  # the plots at notebook width
+    s.overflow = plot_overflow(page, 1)
     scroll_to_cell(page, 1, "end")
     shot(page, "inline-after-run-end")  # observables, result, run library
     run_cell(page, 3)
@@ -319,6 +325,17 @@ def test_nothing_is_fetched_from_outside_and_the_console_has_no_panel_or_bokeh_e
     assert inline.log.errors(*FAILURE_WORDS) == []
 
 
+def test_the_console_holds_no_initial_ranges_warning(inline):
+    assert inline.log.containing(RANGES_WARNING) == [], inline.log.containing("unset ranges in")
+
+
+def test_every_plot_fits_the_notebook_cell_width(inline):
+    # The dashboard's cell is about 900 px wide here (1280 px page, file browser open): the
+    # SGLD update terms wrap to fewer columns instead of running past the cell's edge.
+    assert inline.overflow["plots"] >= 6, inline.overflow
+    assert inline.overflow["overflow"] <= 1, inline.overflow
+
+
 def test_the_extension_output_carries_bokehjs_inline(inline):
     scripts = [
         o["data"].get("application/javascript", "")
@@ -335,6 +352,8 @@ def test_the_saved_notebook_draws_its_plots_when_reopened_offline(inline):
     assert AWAIT_DRAWS in inline.reopened, inline.reopened  # the last run, plotted
     assert inline.reopened_log.blocked == []
     assert inline.reopened_log.errors(*FAILURE_WORDS) == []
+    ranges = inline.reopened_log.containing(RANGES_WARNING)
+    assert ranges == [], inline.reopened_log.containing("unset ranges in")
 
 
 # --- the ipywidget view ------------------------------------------------------------------------
@@ -375,3 +394,46 @@ def test_tqdm_bar_draws_without_the_iprogress_warning(widget):
 def test_the_widget_page_fetches_nothing_from_outside_and_logs_no_error(widget):
     assert widget.log.blocked == []
     assert widget.log.errors(*FAILURE_WORDS) == []
+    assert widget.log.containing(RANGES_WARNING) == [], widget.log.containing("unset ranges in")
+
+
+# --- Jupyter Notebook 7 (the classic Notebook UI) -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def classic(lab, browser):
+    """The demo notebook opened in the Notebook UI (/notebooks/...), one run, offline."""
+    pytest.importorskip("notebook")
+    runs = lab.root / "runs-classic"
+    name = lab.write_notebook(
+        "classic.ipynb",
+        [SETUP, f"dashboard = {demo_dashboard(runs)}\ndashboard", "job = dashboard.start()"],
+    )
+    page, log = open_offline(browser, lab, name, ui="notebook")
+    s = Session(log)
+    run_cell(page, 0)
+    run_cell(page, 1)
+    page.get_by_role("button", name="▶ Start").first.wait_for(timeout=60_000)
+    run_cell(page, 2)
+    try:
+        watch_traces(page, None, 300, s.traces)
+        page.get_by_text(RESULT).first.wait_for(timeout=300_000)
+    finally:
+        scroll_to_cell(page, 1, "center")
+        shot(page, "classic-after-run")
+    s.overflow = plot_overflow(page, 1)
+    page.close()
+    return s
+
+
+def test_the_notebook_ui_renders_the_widget_and_every_chain_trace_grows(classic):
+    mid, last = growing(classic.traces)
+    assert all(b > a for a, b in zip(mid, last, strict=True)), (mid, last)
+    assert last == [DRAWS] * CHAINS
+
+
+def test_the_notebook_ui_fetches_nothing_from_outside_and_logs_no_error(classic):
+    assert classic.log.blocked == []
+    assert classic.log.errors(*FAILURE_WORDS) == []
+    assert classic.log.containing(RANGES_WARNING) == [], classic.log.containing("unset ranges in")
+    assert classic.overflow["overflow"] <= 1, classic.overflow

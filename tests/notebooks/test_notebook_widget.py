@@ -37,22 +37,8 @@ def extension():
 
 
 @pytest.fixture
-def dashboard(tmp_path):
-    torch.manual_seed(0)
-    data = torch.randint(0, 11, (64, 6), generator=torch.Generator().manual_seed(3))
-    return Dashboard(
-        TinyLM(),
-        data,
-        {"train": data},
-        runs_dir=tmp_path,
-        lr=1e-3,
-        n_beta=20.0,
-        num_chains=2,
-        num_draws=6,
-        batch_size=8,
-        num_init_loss_batches=2,
-        batches_per_draw=1,
-    )
+def dashboard(make_dashboard):
+    return make_dashboard(num_draws=6)
 
 
 def sources_with_rows(model: Model, rows: int) -> list[ColumnDataSource]:

@@ -12,9 +12,9 @@ SMALL = dict(lr=1e-3, n_beta=20.0, num_chains=2, num_draws=6, batch_size=8, prog
 
 
 @pytest.fixture
-def data():
-    gen = torch.Generator().manual_seed(3)
-    return torch.randint(0, 11, (64, 6), generator=gen)
+def data(tiny_data):
+    """The rows of `make_dashboard`'s dashboards (tests/conftest.py)."""
+    return tiny_data
 
 
 @pytest.fixture

@@ -3,32 +3,14 @@ plots at once (also while running), and after the run the shown LLC, the per-cha
 CSV export, recomputed from the stored draws without rerunning."""
 
 import pytest
-import torch
-from tiny_models import TinyLM
 
 from devinterp_ui.analysis import compute_llc
-from devinterp_ui.ui.dashboard import Dashboard
 from devinterp_ui.ui.results import summary_csv
 
 
 @pytest.fixture
-def dashboard(tmp_path):
-    data = torch.randint(0, 11, (64, 6), generator=torch.Generator().manual_seed(3))
-    torch.manual_seed(0)
-    return Dashboard(
-        TinyLM(),
-        data,
-        {"train": data},
-        runs_dir=tmp_path,
-        lr=1e-3,
-        n_beta=20.0,
-        num_chains=2,
-        num_draws=10,
-        batch_size=8,
-        num_burnin_steps=2,
-        num_init_loss_batches=2,
-        batches_per_draw=1,
-    )
+def dashboard(make_dashboard):
+    return make_dashboard(num_draws=10, num_burnin_steps=2)
 
 
 def _csv(record) -> str:

@@ -4,7 +4,6 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 from tiny_models import TinyLM
 
 from devinterp_ui import sample
@@ -14,28 +13,8 @@ from devinterp_ui.ui.form import BASIC, HIDDEN
 
 
 @pytest.fixture
-def data():
-    gen = torch.Generator().manual_seed(3)
-    return torch.randint(0, 11, (64, 6), generator=gen)
-
-
-@pytest.fixture
-def dashboard(data, tmp_path):
-    torch.manual_seed(0)
-    return Dashboard(
-        TinyLM(),
-        data,
-        {"train": data, "half": data[:32]},
-        runs_dir=tmp_path,
-        lr=1e-3,
-        n_beta=20.0,
-        num_chains=2,
-        num_draws=8,
-        batch_size=8,
-        num_burnin_steps=2,
-        num_init_loss_batches=2,
-        batches_per_draw=1,
-    )
+def dashboard(make_dashboard, data):
+    return make_dashboard({"train": data, "half": data[:32]}, num_burnin_steps=2)
 
 
 def api_error(data, **settings) -> str:

@@ -3,25 +3,15 @@ and data with the form's n_beta / localization / batch size; its suggestion fill
 and an lr typed into the form is the lr the predicted bias is shown at."""
 
 import pytest
-import torch
 from tiny_models import TinyLM
 
 from devinterp_ui.analysis import suggest_lr
-from devinterp_ui.ui.dashboard import Dashboard
 from devinterp_ui.ui.form import format_value
 
 
 @pytest.fixture
-def data():
-    return torch.randint(0, 11, (64, 6), generator=torch.Generator().manual_seed(3))
-
-
-@pytest.fixture
-def dashboard(data, tmp_path):
-    torch.manual_seed(0)
-    return Dashboard(
-        TinyLM(), data, {"train": data}, runs_dir=tmp_path, lr=1e-3, n_beta=20.0, batch_size=8
-    )
+def dashboard(make_dashboard):
+    return make_dashboard()
 
 
 def test_suggest_sits_under_the_lr_field_and_fills_the_forms_lr(dashboard, data):
@@ -36,9 +26,25 @@ def test_suggest_sits_under_the_lr_field_and_fills_the_forms_lr(dashboard, data)
     expected = suggest_lr(dashboard.model, data, n_beta=20.0, localization=50.0, batch_size=8)
     assert advice.h_max == pytest.approx(expected.h_max, rel=1e-4)
     assert advice.n_beta == 20.0 and advice.localization == 50.0
-    assert dashboard.form.values["lr"] == pytest.approx(advice.lr_suggested)
-    assert dashboard.form.widgets["lr"].value == format_value("lr", advice.lr_suggested)
+    assert dashboard.form.values["lr"] == pytest.approx(advice.lr_suggested, rel=5e-3)
     assert dashboard.form.valid
+
+
+def test_the_suggested_lr_shows_rounded_and_the_form_stores_what_it_shows(dashboard):
+    dashboard.lr_suggest.suggest()
+    assert dashboard.lr_suggest.wait(60)
+    exact = dashboard.lr_suggest.advice.lr_suggested
+    shown = dashboard.form.widgets["lr"].value
+    # Three significant digits in scientific notation (not 2.1879207081256777e-05) ...
+    mantissa, exponent = shown.split("e")
+    assert len(mantissa.replace(".", "").lstrip("-")) <= 3, shown
+    assert float(shown) == pytest.approx(exact, rel=5e-3)
+    # ... and the number that runs is exactly the number shown, never 0.
+    stored = dashboard.form.values["lr"]
+    assert stored == float(shown) > 0
+    assert dashboard.lr_suggest.value == stored
+    assert f"suggested lr {shown} " in dashboard.lr_suggest._info.object
+    assert format_value("lr", stored) == shown
 
 
 def test_an_lr_typed_in_the_form_is_where_the_bias_is_shown(dashboard):
@@ -52,7 +58,7 @@ def test_an_lr_typed_in_the_form_is_where_the_bias_is_shown(dashboard):
     # The same suggestion again overwrites what was typed.
     dashboard.lr_suggest.suggest()
     assert dashboard.lr_suggest.wait(60)
-    assert dashboard.form.values["lr"] == pytest.approx(dashboard.lr_suggest.advice.lr_suggested)
+    assert dashboard.form.values["lr"] == dashboard.lr_suggest.value
 
 
 def test_suggest_with_an_invalid_n_beta_says_what_to_fix(dashboard):

@@ -4,29 +4,12 @@ tab), through StudiesView.selected_store -> StudyLauncher.selected_store -> open
 from pathlib import Path
 
 import numpy as np
-import torch
-from tiny_models import TinyLM
 
 from devinterp_ui.study import LocalExecutor
-from devinterp_ui.ui.dashboard import Dashboard
 
 
-def test_a_clicked_study_cell_opens_in_the_run_tab(tmp_path):
-    data = torch.randint(0, 11, (64, 6), generator=torch.Generator().manual_seed(3))
-    torch.manual_seed(0)
-    dashboard = Dashboard(
-        TinyLM(),
-        data,
-        {"train": data},
-        runs_dir=tmp_path,
-        lr=1e-3,
-        n_beta=20.0,
-        num_chains=2,
-        num_draws=8,
-        batch_size=8,
-        num_burnin_steps=2,
-        num_init_loss_batches=2,
-    )
+def test_a_clicked_study_cell_opens_in_the_run_tab(make_dashboard, tmp_path):
+    dashboard = make_dashboard(num_burnin_steps=2)
     executor = LocalExecutor(max_workers=1)
     try:
         dashboard.studies.executor = executor

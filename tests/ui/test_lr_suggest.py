@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from devinterp_ui.analysis import suggest_lr
-from devinterp_ui.ui.lr_suggest import LrSuggest, advice_html
+from devinterp_ui.ui.form import format_value
+from devinterp_ui.ui.lr_suggest import LrSuggest, advice_html, rounded_lr
 
 
 class Quadratic(torch.nn.Module):
@@ -51,13 +52,13 @@ def test_the_click_returns_at_once_and_the_thread_fills_in_the_suggested_lr():
     assert view.wait(10)
     advice = view.advice
     assert advice.h_max == pytest.approx(4.0, rel=0.01)
-    assert view.value == pytest.approx(advice.lr_suggested)
-    assert view.lr == view.lr_input.value == pytest.approx(advice.lr_suggested)
+    assert view.value == rounded_lr(advice.lr_suggested)
+    assert view.lr == view.lr_input.value == view.value
     assert not view.busy and not view.button.disabled and view.error is None
     shown = view._info.object
     assert f"h_max {advice.h_max:.4g}" in shown
     assert f"stable for lr &lt; {advice.lr_stable_max:.4g}" in shown
-    assert f"suggested lr {advice.lr_suggested:.4g}" in shown
+    assert f"suggested lr {format_value('lr', view.value)} " in shown
     # The bias at the suggested lr is the target; at the user's previous lr it is bias_at(0.02).
     assert "predicted bias at lr" in shown and "5.0%" in shown
     assert f"at the previous lr 0.02: {advice.bias_at(0.02):.1%}" in shown
@@ -69,7 +70,7 @@ def test_a_dashboard_can_watch_value():
     view.param.watch(lambda e: seen.append(e.new), "value")
     view.suggest()
     assert view.wait(10)
-    assert seen == [pytest.approx(view.advice.lr_suggested)]
+    assert seen == [rounded_lr(view.advice.lr_suggested)]
 
 
 def test_a_second_click_while_busy_starts_nothing():
@@ -121,6 +122,19 @@ def test_an_lr_set_by_the_form_shows_in_the_field():
     assert view.lr_input.value == 0.01
     view.lr = 0.003
     assert view.lr_input.value == 0.003
+
+
+@pytest.mark.parametrize(
+    "exact, shown",
+    [
+        (2.1879207081256777e-05, 2.19e-05),
+        (0.012345, 0.0123),
+        (3.14159e-9, 3.14e-9),
+        (5e-324, 5e-324),
+    ],
+)
+def test_a_suggestion_is_rounded_to_three_significant_digits_and_never_to_zero(exact, shown):
+    assert rounded_lr(exact) == shown > 0
 
 
 def test_advice_html_before_any_advice_and_a_bad_compute():

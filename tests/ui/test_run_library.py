@@ -3,11 +3,17 @@ traces of the runs ticked in its table."""
 
 import json
 import math
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 
 import numpy as np
 import pytest
 import zarr
 
+import devinterp_ui.ui.run_index as run_index
 from devinterp_ui.analysis import compute_llc
 from devinterp_ui.config import SETTINGS
 from devinterp_ui.ui.run_index import RunIndex, read_traces
@@ -90,9 +96,6 @@ def test_ticking_one_run_shows_its_chains(runs):
     loss_fig = row.objects[0].object
     assert len(loss_fig.renderers) == 3  # one line per chain
     assert library.selected == [str(runs / "b.zarr")]
-    # The LLC column fills in once the run's traces were read.
-    table = library.table.object.set_index("run")
-    assert math.isfinite(table.loc["b.zarr", "LLC"])
 
 
 def test_ticking_several_runs_overlays_them_in_full_height_plots(runs):
@@ -168,3 +171,86 @@ def test_the_llc_of_a_run_finished_in_the_dashboard_shows_in_its_row(tmp_path, d
     dash.wait(60)
     (llc,) = dash.library.table.object["LLC"]
     assert llc == pytest.approx(dash.current.llc_mean, abs=1e-4)
+
+
+def store_llc(path):
+    import xarray as xr
+
+    llc = compute_llc(xr.open_datatree(str(path), engine="zarr"))
+    return float(llc["llc_mean"]), float(llc["llc_std"])
+
+
+def test_every_finished_run_shows_its_llc_before_any_is_opened(runs):
+    table = RunLibrary(runs).table.object.set_index("run")
+    for name in ("a.zarr", "b.zarr"):
+        mean, std = store_llc(runs / name)
+        assert table.loc[name, "LLC"] == pytest.approx(mean, abs=1e-4)
+        assert table.loc[name, "± std"] == pytest.approx(std, abs=1e-4)
+
+
+def test_a_run_written_by_another_process_shows_its_llc(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import torch
+        from tiny_models import TinyLM
+        from devinterp_ui import sample
+        torch.manual_seed(0)
+        data = torch.randint(0, 11, (64, 6), generator=torch.Generator().manual_seed(3))
+        sample(TinyLM(), data, {{}}, output_path={str(tmp_path / "other.zarr")!r}, lr=1e-3,
+               n_beta=20.0, num_chains=2, num_draws=4, batch_size=8, progress_bar=False)
+        """
+    )
+    tests_dir = str(__import__("pathlib").Path(__file__).parents[1])
+    env = {**__import__("os").environ}
+    env["PYTHONPATH"] = tests_dir + ":" + env.get("PYTHONPATH", "")
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
+    table = RunLibrary(tmp_path).table.object.set_index("run")
+    assert table.loc["other.zarr", "LLC"] == pytest.approx(
+        store_llc(tmp_path / "other.zarr")[0], abs=1e-4
+    )
+
+
+def strip_recorded_llc(path):
+    """The store as a writer from before the LLC record left it."""
+    meta = path / "zarr.json"
+    doc = json.loads(meta.read_text())
+    del doc["attributes"]["llc_summary"]
+    meta.write_text(json.dumps(doc))
+    return meta.read_bytes()
+
+
+def test_an_older_store_gets_its_llc_computed_in_a_background_thread_and_not_written(
+    runs, monkeypatch
+):
+    before = strip_recorded_llc(runs / "a.zarr")
+    threads = []
+    original = run_index.store_llc_summary
+
+    def recording(path):
+        threads.append(threading.current_thread())
+        return original(path)
+
+    monkeypatch.setattr(run_index, "store_llc_summary", recording)
+    library = RunLibrary(runs)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        llc = library.table.object.set_index("run").loc["a.zarr", "LLC"]
+        if math.isfinite(llc):
+            break
+        time.sleep(0.05)
+    assert llc == pytest.approx(store_llc(runs / "a.zarr")[0], abs=1e-4)
+    # Computed once, off the thread that drew the table, and kept in memory, not in the store.
+    assert len(threads) == 1 and threads[0] is not threading.current_thread()
+    assert (runs / "a.zarr" / "zarr.json").read_bytes() == before
+    library.refresh()
+    RunLibrary(runs, index=library.index)
+    assert len(threads) == 1
+
+
+def test_a_running_store_is_not_summarised(runs):
+    strip_recorded_llc(runs / "a.zarr")
+    index = RunIndex(runs)
+    (a,) = [s for s in index.scan() if s.name == "a.zarr"]
+    running = run_index.RunSummary(**{**a.__dict__, "status": "running"})
+    assert all(math.isnan(v) for v in index.llc(running))
+    assert index.wait_llc(1) and all(math.isnan(v) for v in index.llc(running))
