@@ -71,7 +71,8 @@ class DemoProcessJob:
         torch_threads: int = 1,
         **settings: Any,
     ):
-        validate_settings(settings)
+        # The declared defaults fill what is not given (the child's sample() uses the same).
+        self.config = validate_settings(settings)
         self.output_path = Path(output_path)
         self._spec = {
             "demo": demo,
@@ -81,10 +82,6 @@ class DemoProcessJob:
             "settings": settings,
             "torch_threads": int(torch_threads),
         }
-        self._total_steps = int(settings.get("num_burnin_steps", 0)) + int(
-            settings.get("num_draws", 100)
-        ) * int(settings.get("num_steps_bw_draws", 1))
-        self._num_chains = int(settings.get("num_chains", 4))
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._folder: Path | None = None
@@ -209,16 +206,16 @@ class DemoProcessJob:
             except (OSError, ValueError):  # not written yet, or the folder is closed
                 data = self._last_progress
         if data is None:  # the child is still loading the demo
-            zeros = (0,) * self._num_chains
+            zeros = (0,) * self.config.num_chains
             elapsed = 0.0 if self._started_at is None else time.time() - self._started_at
             return JobProgress(
                 state=state,
                 steps_done=zeros,
                 draws_done=zeros,
-                total_steps=self._total_steps,
-                total_draws=int(self._spec["settings"].get("num_draws", 100)),
-                chain_status=("running",) * self._num_chains,
-                chain_errors=(None,) * self._num_chains,
+                total_steps=self.config.total_steps,
+                total_draws=self.config.num_draws,
+                chain_status=("running",) * self.config.num_chains,
+                chain_errors=(None,) * self.config.num_chains,
                 steps_per_second=None,
                 eta_seconds=None,
                 elapsed_seconds=elapsed,
