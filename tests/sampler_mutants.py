@@ -26,14 +26,21 @@ __all__ = ["MUTANTS", "wrong_update"]
 MUTANTS = ("drift", "noise", "no_localization")
 
 
+def _scaled(xi, factor: float):
+    """`xi` times `factor`; a `NoiseDraw` (called per piece) becomes one that scales its draw."""
+    if callable(xi):
+        return lambda like: xi(like) * factor
+    return xi * factor
+
+
 def _mutant(kind: str, original):
     def step(slots, grads, noises, hp, with_metrics=False):
         if kind == "drift":
             # lr' = 2 lr doubles the drift; dividing the noise by sqrt(2) keeps sqrt(lr) xi.
             hp = dataclasses.replace(hp, lr=2 * hp.lr)
-            noises = [xi / math.sqrt(2) for xi in noises]
+            noises = [_scaled(xi, 1 / math.sqrt(2)) for xi in noises]
         elif kind == "noise":
-            noises = [xi * math.sqrt(2) for xi in noises]
+            noises = [_scaled(xi, math.sqrt(2)) for xi in noises]
         elif kind == "no_localization":
             hp = dataclasses.replace(hp, localization=0.0)
         return original(slots, grads, noises, hp, with_metrics)

@@ -68,7 +68,8 @@ def dln_sampler_settings(n: int, curvature: float) -> dict[str, Any]:
     """
     n_beta = default_nbeta(n)
     return {
-        "lr": 0.05 / (n_beta * curvature),
+        # Three significant digits, as the form shows and a researcher would type it.
+        "lr": float(f"{0.05 / (n_beta * curvature):.3g}"),
         "n_beta": round(n_beta, 3),
         "localization": 1.0,
         "num_chains": 4,

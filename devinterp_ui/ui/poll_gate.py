@@ -8,6 +8,13 @@ share of the loop stays under `DUTY`: a poll that took `cost` seconds while `n` 
 is followed by a pause of at least `n * cost / DUTY` between poll starts. Cheap polls on a quiet
 machine still run at the dashboard's own period; costly ones back off on their own and come
 back as soon as they are cheap again.
+
+A session polling alone is never held back: it shares the loop with no other session, and its
+own periodic callback already waits a period after each poll (Panel's `_async_repeat`, Bokeh's
+periodic callbacks). Gating it too cost a notebook its live view: in a Jupyter kernel the run
+samples in a thread of the same process, each poll's wall time there is inflated by that thread
+holding the GIL, and the backed-off polls left JupyterLab and Notebook 7 pages showing a run
+stuck part-way (tests/notebooks/test_jupyterlab_browser.py).
 """
 
 from __future__ import annotations
@@ -45,8 +52,12 @@ class PollGate:
 
     def spent(self, started: float) -> None:
         """A poll that began at `started` (this gate's clock) has just ended."""
+        sessions = len(_polling)
+        if sessions < 2:  # alone on the loop: no share to keep (module docstring)
+            self._next = -float("inf")
+            return
         cost = self._clock() - started
-        self._next = started + min(MAX_PAUSE_S, max(1, len(_polling)) * cost / DUTY)
+        self._next = started + min(MAX_PAUSE_S, sessions * cost / DUTY)
 
     def now(self) -> float:
         return self._clock()

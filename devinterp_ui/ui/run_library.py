@@ -56,8 +56,14 @@ class RunLibrary(pn.viewable.Viewer):
         self._known_llc: dict[str, tuple[float, float]] = {}
         self._signature: tuple = ()
         self.shown: list[RunSummary] = []  # the table's rows, in order
+        # Every setting is a column, so the table is wider than most windows: it scrolls inside
+        # its own box (the leading columns first) instead of pushing the page past the window.
         self.table = pn.pane.DataFrame(
-            self._frame([]), index=False, sizing_mode="stretch_width", max_height=420
+            self._frame([]),
+            index=False,
+            sizing_mode="stretch_width",
+            max_height=420,
+            styles={"overflow": "auto"},
         )
         self.filter_input = pn.widgets.TextInput.from_param(
             self.param.filter_text, name="filter", placeholder="e.g. completed, 0.001", width=220

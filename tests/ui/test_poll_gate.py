@@ -3,8 +3,19 @@ sessions polling, so that the server's event loop keeps time for clicks (issue 1
 
 from __future__ import annotations
 
+import weakref
+
+import pytest
+
 from devinterp_ui.ui import poll_gate
 from devinterp_ui.ui.poll_gate import DUTY, MAX_PAUSE_S, PollGate, polling_sessions
+
+
+@pytest.fixture(autouse=True)
+def no_other_sessions(monkeypatch):
+    """Dashboards that earlier tests left polling (still referenced by their fixtures) would
+    count as sessions here and change every share: each test starts with no session polling."""
+    monkeypatch.setattr(poll_gate, "_polling", weakref.WeakSet())
 
 
 class Clock:
@@ -53,18 +64,37 @@ def test_costly_polls_leave_the_loop_free_for_clicks_in_proportion_to_sessions()
     assert polling_sessions() == 0
 
 
-def test_even_a_very_slow_poll_is_retried_within_the_cap():
+def test_a_session_polling_alone_is_never_held_back():
+    """A notebook's one dashboard: its kernel samples in a thread, and GIL-inflated polls must
+    not thin out its live view (the page showed a run stuck part-way)."""
     clock = Clock()
     gate = PollGate(clock)
     gate.open()
     try:
         started = gate.now()
+        clock.t += 5.0  # a very slow poll
+        gate.spent(started)
+        assert gate.due()
+    finally:
+        gate.close()
+
+
+def test_even_a_very_slow_poll_is_retried_within_the_cap():
+    clock = Clock()
+    gate, other = PollGate(clock), PollGate(clock)
+    gate.open()
+    other.open()
+    try:
+        started = gate.now()
         clock.t += 30.0
         gate.spent(started)
+        clock.t = started + MAX_PAUSE_S - 0.01
+        assert not gate.due()
         clock.t = started + MAX_PAUSE_S
         assert gate.due()
     finally:
         gate.close()
+        other.close()
 
 
 def test_the_dashboards_periodic_tick_skips_while_the_gate_is_shut(monkeypatch, tmp_path):
@@ -76,6 +106,8 @@ def test_the_dashboards_periodic_tick_skips_while_the_gate_is_shut(monkeypatch, 
     clock = Clock()
     dashboard._gate = PollGate(clock)
     dashboard._gate.open()
+    other = PollGate(clock)  # a second session polling: the loop is shared
+    other.open()
     try:
 
         def slow_poll():
@@ -86,9 +118,10 @@ def test_the_dashboards_periodic_tick_skips_while_the_gate_is_shut(monkeypatch, 
         dashboard._tick()
         dashboard._tick()  # within the pause that 1 s of polling earned: skipped
         assert len(polls) == 1
-        clock.t += 1.0 / DUTY
+        clock.t += 2 * 1.0 / DUTY
         dashboard._tick()
         assert len(polls) == 2
     finally:
         dashboard._gate.close()
+        other.close()
     assert poll_gate.polling_sessions() == 0
