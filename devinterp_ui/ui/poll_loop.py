@@ -10,6 +10,7 @@ library, plot_area, poll_ms, plot_budget, true_lambda, running, start() and `_ga
 from __future__ import annotations
 
 import contextlib
+import time
 import weakref
 from pathlib import Path
 
@@ -22,10 +23,13 @@ from devinterp_ui.ui.plots import LivePlots
 from devinterp_ui.ui.results import summarize
 from devinterp_ui.ui.run_rows import status_line
 
-# Polls in a row in which the marker declares rows the arrays do not deliver, before the
-# dashboard calls the store unreadable (the reader retries through a metadata rewrite, which
-# takes one poll, not ten).
+# Polls in a row in which the marker declares rows the arrays do not deliver, and for how
+# long, before the dashboard calls the store unreadable and stops the run. The reader retries
+# through a metadata rewrite, which usually takes one poll; but a writer thread starved on a
+# loaded machine (in a notebook it shares the kernel's GIL) can take seconds, and ten 400 ms
+# polls alone once stopped a healthy notebook run part-way. Both must be exceeded.
 STUCK_POLLS = 10
+STUCK_SECONDS = 30.0
 
 
 class PollLoop:
@@ -44,6 +48,7 @@ class PollLoop:
         )
         self._init_loss_known = False
         self._rows_seen = self._stuck_polls = 0
+        self._stuck_since = 0.0
         self.plot_area.objects = [self.plots]
         self.result_view.clear()
         self.health.reset()
@@ -145,8 +150,14 @@ class PollLoop:
         arrays cannot be read (the reader retries quietly, expecting a rewrite in progress)."""
         self._rows_seen += new.steps.sizes.get("row", 0)
         declared = sum(new.status.steps_written)
-        self._stuck_polls = self._stuck_polls + 1 if declared > self._rows_seen else 0
-        if self._stuck_polls > STUCK_POLLS:
+        if declared > self._rows_seen:
+            if self._stuck_polls == 0:
+                self._stuck_since = time.monotonic()
+            self._stuck_polls += 1
+        else:
+            self._stuck_polls = 0
+        stuck_for = time.monotonic() - self._stuck_since if self._stuck_polls else 0.0
+        if self._stuck_polls > STUCK_POLLS and stuck_for > STUCK_SECONDS:
             raise OSError(
                 f"the marker declares {declared} rows but the arrays gave {self._rows_seen}: "
                 "an array is missing or unreadable"
