@@ -6,9 +6,10 @@
 >>> traj = llc_trajectory({0: m0, 100: m100}, data, output_dir="runs/traj", lr=1e-4, n_beta=30)
 
 Modules: `grid` (cells and their names), `validation` (every cell checked up front),
-`manifest` (study.json), `executors` (local pool, any Executor, Dask), `cell_job` (what a worker
-runs), `stores` (a cell store's state), `summary` (LLC and health of one cell), `result` (the
-table), `handle` (`Study`), `api` (`sweep`, `llc_trajectory`). See docs/studies.md.
+`manifest` (study.json), `driver` (whether the process driving a study run is still there),
+`executors` (local pool, any Executor, Dask), `cell_job` (what a worker runs), `stores` (a cell
+store's state), `summary` (LLC and health of one cell), `result` (the table), `handle`
+(`Study`), `api` (`sweep`, `llc_trajectory`). See docs/studies.md.
 """
 
 from devinterp_ui.study.api import llc_trajectory, sweep

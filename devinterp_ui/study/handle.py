@@ -19,8 +19,10 @@ from typing import Any
 import xarray as xr
 
 from devinterp_ui.study.cell_job import CellJob, read_claim, run_cell
+from devinterp_ui.study.driver import DriverRecord
 from devinterp_ui.study.executors import LocalExecutor, is_dask
 from devinterp_ui.study.grid import Cell
+from devinterp_ui.study.manifest import BOOKKEEPING
 from devinterp_ui.study.result import RowCache, assemble
 
 MAX_LOCAL_ATTEMPTS = 2  # a cell whose local worker process died runs once more, then fails
@@ -79,11 +81,19 @@ class Study:
         self._cache = RowCache()
         self.started_at = time.time()
         self._monitor = threading.Thread(target=self._watch, name="study-monitor", daemon=True)
+        # Says on disk, for as long as the monitor runs, that this process will start the
+        # cells not started yet: readers of the directory tell "queued" from "abandoned".
+        self._driver = DriverRecord(output_dir / BOOKKEEPING, run_id)
 
     def start(self) -> Study:
-        with self._lock:
-            for name in self._jobs:
-                self._submit(name)
+        self._driver.start()
+        try:
+            with self._lock:
+                for name in self._jobs:
+                    self._submit(name)
+        except BaseException:
+            self._driver.end()  # no monitor will start the cells: say so on disk
+            raise
         self._monitor.start()
         return self
 
@@ -231,6 +241,7 @@ class Study:
         finally:
             if self._owns:
                 self._executor.shutdown(wait=False, cancel_futures=True)
+            self._driver.end()  # before wait() returns, so a caller reads the record ended
             self._finished.set()
 
     def _retry(self, broken: list[str]) -> None:

@@ -6,7 +6,8 @@
       "identity": {"dims": [...], "settings": {...}, "data": {...}, "models": {...}},
       "cells": [{"name": "lr=0.0001__n_beta=30.0", "coords": {"lr": 0.0001, "n_beta": 30.0}}],
       "updated_at": unix seconds,
-      "run_id": the study run that wrote it last (its stop file is .study/stop-<run_id>)
+      "run_id": the study run that wrote it last (its stop file is .study/stop-<run_id>, its
+                driver record .study/driver-<run_id>.json; see driver.py)
     }
 
 The identity holds everything but the grid's values: a study run again with more values on an
@@ -26,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from devinterp_ui.store.cache import StoreConflictError
+from devinterp_ui.study.driver import driver_alive
 from devinterp_ui.study.grid import Cell
 
 MANIFEST = "study.json"
 FORMAT = "devinterp_ui.study/1"
-BOOKKEEPING = ".study"  # claims and stop files live here, beside the stores
+BOOKKEEPING = ".study"  # claims, stop files and driver records live here, beside the stores
 
 
 class StudyConflictError(StoreConflictError):
@@ -121,12 +123,21 @@ def claim_output_dir(
 
 
 def unstarted_status(output_dir: Path, manifest: dict[str, Any]) -> str:
-    """What a cell without a store is, read from the directory alone: "stopped" once the last
-    study run was stopped (its cells not started never will be), else "queued"."""
+    """What a cell without a store is, read from the directory alone.
+
+    "stopped": the last study run was stopped (its cells not started never will be).
+    "queued": its driver (the process that called sweep()/llc_trajectory()) still runs, or
+        there is no driver record (a directory from before them: cannot tell).
+    "abandoned": that driver ended or died without starting the cell; running the same study
+        again starts it (completed cells are reused).
+    """
     run_id = manifest.get("run_id")
-    if run_id and (output_dir / BOOKKEEPING / f"stop-{run_id}").exists():
+    if not run_id:
+        return "queued"
+    book = output_dir / BOOKKEEPING
+    if (book / f"stop-{run_id}").exists():
         return "stopped"
-    return "queued"
+    return "abandoned" if driver_alive(book, run_id) is False else "queued"
 
 
 def _check_same(output_dir: Path, stored: dict, kind: str, identity: dict) -> None:

@@ -76,7 +76,7 @@ def assemble(
     standard error of llc_mean), rhat, ess (bulk), wall_time (seconds from the store's start to
     its last write) as float64 (NaN where unknown); severity ("ok"/"info"/"warn"/"error"/
     "unknown"), flags (comma-joined health codes), status (queued, running, completed, stopped,
-    failed, killed, stale, absent, ...), store (path), error (text) as strings. Grid points
+    failed, killed, stale, abandoned, absent, ...), store (path), error (text) as strings. Grid points
     without a cell (a directory's cells need not fill a product) read status "absent".
     """
     axes = grid_axes(cells)

@@ -2,7 +2,9 @@
 
 Sweep: a heat map per localization (or per combination of the grid's other dims), lr across,
 n_beta up; colour = LLC (partial while a cell runs, drawn paler), marker = health severity,
-hover gives the numbers. Trajectory: LLC against training step with std-over-chains error bars.
+hover gives the numbers. Trajectory: LLC against training step with std-over-chains error bars,
+the step on a log axis when "log x (step)" is ticked (by default when the steps span more than
+a factor `LOG_X_SPAN`; step 0 cannot go on a log axis and is then left out, the title says so).
 Everything is read from the study's directory (study.json and the cell stores), so a study
 started from a notebook, a script or a cluster job is watched the same way as one started here.
 
@@ -47,6 +49,10 @@ HOVER = [
     ("status", "@status"),
     ("health", "@severity @flags"),
 ]
+# Checkpoints spread over more than this factor bunch up at the left of a linear axis (a
+# demo's are log-spaced from 10 to 3000): the trajectory starts on a log axis.
+LOG_X_SPAN = 20.0
+TRAJECTORY_TITLE = "LLC over training"
 _SERIAL = itertools.count(1)  # tells the models of successive views in one page apart
 
 KEY = (
@@ -83,10 +89,18 @@ class StudiesView(pn.viewable.Viewer):
     period_ms = param.Integer(default=1000, bounds=(100, None), doc="Refresh period when shown.")
     selected_store = param.String(default="", doc="Store path of the last clicked cell or point.")
     status_text = param.String(default="", doc="One line: cells by status.")
+    log_x = param.Boolean(
+        default=False,
+        doc="Trajectory: training step on a log x axis (step 0 left out). Unless set, it "
+        "follows the steps: log when they span more than a factor LOG_X_SPAN, all > 0.",
+    )
 
     def __init__(self, output_dir: str | Path | None = None, **params: Any):
         if output_dir is not None:
             params["output_dir"] = str(output_dir)
+        # log_x follows the study's steps until someone sets it (here or with the toggle).
+        self._log_x_auto = "log_x" not in params
+        self._log_x_by_rule = False
         super().__init__(**params)
         if self.study is not None and not self.output_dir:
             self.output_dir = str(self.study.output_dir)
@@ -105,6 +119,10 @@ class StudiesView(pn.viewable.Viewer):
         )
         self.stop_button.on_click(lambda _: self.stop())
         self.status_pane = pn.pane.Str("", sizing_mode="stretch_width")
+        self.log_x_toggle = pn.widgets.Checkbox.from_param(
+            self.param.log_x, name="log x (step)", visible=False
+        )
+        self.param.watch(self._on_log_x, "log_x")
         self.plot_area = pn.Column(sizing_mode="stretch_width")
         self.key = pn.pane.HTML(
             f"<small>{escape.text(KEY)}</small>",
@@ -122,11 +140,15 @@ class StudiesView(pn.viewable.Viewer):
             self.status_text = f"waiting for a study in {self.output_dir}"
             self.status_pane.object = self.status_text
             return
-        key = (self.table.kind, tuple(self.table.dims), tuple(frame["cell"]))
-        if key != self._layout_key:
-            self._build(frame)
-            self._layout_key = key
-        self._update(frame)
+        trajectory = self.table.kind == "trajectory"
+        self.log_x_toggle.visible = trajectory
+        if trajectory and self._log_x_auto:
+            self._log_x_by_rule = True
+            try:
+                self.log_x = default_log_x(frame["step"])
+            finally:
+                self._log_x_by_rule = False
+        self._draw(frame)
         counts = frame["status"].value_counts()
         self.status_text = f"{self.table.kind}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
         self.status_pane.object = self.status_text
@@ -135,12 +157,30 @@ class StudiesView(pn.viewable.Viewer):
         if self.study is not None:
             self.study.stop()
 
+    def _draw(self, frame: pd.DataFrame) -> None:
+        """Update the figures, rebuilt when the grid or the trajectory's x axis changed."""
+        log_x = self.log_x and self.table.kind == "trajectory"
+        key = (self.table.kind, tuple(self.table.dims), tuple(frame["cell"]), log_x)
+        if key != self._layout_key:
+            self._build(frame)
+            self._layout_key = key
+        self._update(frame)
+
+    def _on_log_x(self, _event) -> None:
+        if self._log_x_by_rule:
+            return  # refresh() draws next
+        self._log_x_auto = False
+        if not self.frame.empty:
+            # A figure's scale type is fixed once drawn: the trajectory figure is rebuilt.
+            self._draw(self.frame)
+
     # --- layout ------------------------------------------------------------------------------
 
     def panels(self, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
         """Heat-map panels: title -> the cells drawn in it (one per value of the other dims)."""
         if self.table.kind == "trajectory":
-            return {"LLC over training": frame.sort_values("step")}
+            part = frame.sort_values("step")
+            return {TRAJECTORY_TITLE: part[part["step"] > 0] if self.log_x else part}
         others = [d for d in self.table.dims if d not in ("lr", "n_beta")]
         if not others:
             return {"": frame}
@@ -161,7 +201,7 @@ class StudiesView(pn.viewable.Viewer):
             source = ColumnDataSource(self._columns(part), name=f"study-cells:{self.serial}:{i}")
             source.selected.on_change("indices", self._on_tap(title))
             fig = (
-                self._trajectory(source)
+                self._trajectory(source, left_out=len(frame) - len(part))
                 if self.table.kind == "trajectory"
                 else self._heat(title, source, frame)
             )
@@ -216,12 +256,17 @@ class StudiesView(pn.viewable.Viewer):
         fig.add_layout(ColorBar(color_mapper=self.mapper, title="LLC", width=8), "right")
         return fig
 
-    def _trajectory(self, source: ColumnDataSource):
+    def _trajectory(self, source: ColumnDataSource, left_out: int = 0):
+        """left_out: cells not drawn (step 0 on a log axis), named in the title."""
+        title = TRAJECTORY_TITLE
+        if left_out:
+            title += " (log step: step 0 not shown)"
         fig = figure(
             width=640,
             height=320,
-            title="LLC over training",
-            x_axis_label="training step",
+            title=title,
+            x_axis_type="log" if self.log_x else "linear",
+            x_axis_label="training step (log)" if self.log_x else "training step",
             y_axis_label="LLC (bars: ± std over chains)",
             tools="tap,pan,wheel_zoom,save,reset",
             toolbar_location="below",
@@ -289,11 +334,21 @@ class StudiesView(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         self.start_polling()
         return pn.Column(
-            pn.Row(self.status_pane, self.stop_button, sizing_mode="stretch_width"),
+            pn.Row(
+                self.status_pane, self.log_x_toggle, self.stop_button, sizing_mode="stretch_width"
+            ),
             self.plot_area,
             self.key,
             sizing_mode="stretch_width",
         )
+
+
+def default_log_x(steps) -> bool:
+    """Log x for a trajectory whose steps span more than a factor LOG_X_SPAN, all > 0."""
+    steps = np.asarray(list(steps), dtype=float)
+    if steps.size < 2 or not (steps > 0).all():
+        return False
+    return bool(steps.max() / steps.min() > LOG_X_SPAN)
 
 
 def _axis(frame: pd.DataFrame, dim: str) -> list:

@@ -86,8 +86,10 @@ def test_the_claim_names_the_study_run_the_process_and_the_host(
     assert written["run_id"] == study.run_id
     assert (written["pid"], written["host"]) == (os.getpid(), socket.gethostname())
     assert before <= written["started_at"] <= time.time()
-    # Written by rename: no temporary file is left beside it.
-    assert sorted(p.name for p in (tmp_path / BOOKKEEPING).iterdir()) == [f"{CELL}.claim.json"]
+    # Written by rename: no temporary file is left beside it (nor beside the driver record).
+    assert sorted(p.name for p in (tmp_path / BOOKKEEPING).iterdir()) == sorted(
+        [f"{CELL}.claim.json", f"driver-{study.run_id}.json"]
+    )
 
 
 def test_a_retry_replaces_the_store_a_lost_worker_on_another_host_left(

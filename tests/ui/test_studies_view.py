@@ -14,7 +14,7 @@ from tiny_models import TinyLM
 
 from devinterp_ui import compute_llc
 from devinterp_ui.study import LocalExecutor, llc_trajectory, read_study, sweep
-from devinterp_ui.ui.studies_view import MARKERS, StudiesView
+from devinterp_ui.ui.studies_view import MARKERS, StudiesView, default_log_x
 
 GRID = {"lr": [1e-3, 3e-3], "n_beta": [10.0, 30.0], "localization": [0.0, 5.0]}
 SETTINGS = {
@@ -179,3 +179,68 @@ def test_the_view_renders_as_a_panel_page_and_stop_stops_the_study(finished_swee
 def test_view_needs_a_directory_or_a_study():
     with pytest.raises(ValueError, match="output_dir"):
         StudiesView()
+
+
+def trajectory(model_steps, tokens, here, out):
+    checkpoints = {}
+    for step in model_steps:
+        torch.manual_seed(step)
+        checkpoints[step] = TinyLM()
+    study = llc_trajectory(
+        checkpoints, tokens, output_dir=out, executor=here, lr=1e-3, n_beta=10.0, **SETTINGS
+    )
+    assert study.wait(timeout=120)
+    return study
+
+
+def x_scale(view) -> str:
+    (fig,) = view.figures.values()
+    return type(fig.x_scale).__name__
+
+
+def test_the_trajectory_x_axis_is_log_by_default_when_the_steps_span_more_than_20x(
+    tokens, here, tmp_path
+):
+    trajectory((10, 300), tokens, here, tmp_path / "t")
+    view = StudiesView(tmp_path / "t")
+    assert view.log_x and x_scale(view) == "LogScale"
+    assert view.log_x_toggle.visible and view.log_x_toggle.name == "log x (step)"
+    view.log_x = False  # what ticking the box off does
+    assert x_scale(view) == "LinearScale"
+    view.refresh()  # the user's choice stays
+    assert not view.log_x and x_scale(view) == "LinearScale"
+    assert next(iter(view.sources.values())).data["step"] == [10, 300]
+
+
+def test_the_default_log_x_rule():
+    assert default_log_x([10, 100, 3000])
+    assert not default_log_x([100, 1000])  # a factor 10
+    assert not default_log_x([0, 10, 3000])  # step 0 cannot go on a log axis
+    assert not default_log_x([448])
+
+
+def test_step_0_is_left_out_of_a_log_trajectory_plot_and_the_title_says_so(tokens, here, tmp_path):
+    trajectory((0, 10, 300), tokens, here, tmp_path / "t")
+    view = StudiesView(tmp_path / "t")
+    assert not view.log_x and x_scale(view) == "LinearScale"
+    view.log_x = True
+    (fig,) = view.figures.values()
+    assert type(fig.x_scale).__name__ == "LogScale"
+    assert "step 0 not shown" in fig.title.text
+    data = next(iter(view.sources.values())).data
+    assert (
+        data["step"] == [10, 300] and len(data["store"]) == 2
+    )  # clicks still name the right store
+    view.refresh()
+    assert next(iter(view.sources.values())).data["step"] == [10, 300]
+    view.log_x = False
+    (fig,) = view.figures.values()
+    assert next(iter(view.sources.values())).data["step"] == [0, 10, 300]
+    assert "not shown" not in fig.title.text
+
+
+def test_a_sweep_has_no_log_x_toggle(finished_sweep):
+    view = StudiesView(finished_sweep.output_dir)
+    assert not view.log_x_toggle.visible
+    assert pn.panel(view).get_root() is not None
+    view.close()
