@@ -344,9 +344,13 @@ class StudiesView(pn.viewable.Viewer):
 
 
 def default_log_x(steps) -> bool:
-    """Log x for a trajectory whose steps span more than a factor LOG_X_SPAN, all > 0."""
+    """Log x for a trajectory whose positive steps span more than a factor LOG_X_SPAN.
+
+    Step 0 (the initialisation) does not count: log-spaced checkpoints usually start there,
+    and they are what a log axis is for; the log plot leaves it out and its title says so."""
     steps = np.asarray(list(steps), dtype=float)
-    if steps.size < 2 or not (steps > 0).all():
+    steps = steps[steps > 0]
+    if steps.size < 2:
         return False
     return bool(steps.max() / steps.min() > LOG_X_SPAN)
 

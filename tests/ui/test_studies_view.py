@@ -215,15 +215,15 @@ def test_the_trajectory_x_axis_is_log_by_default_when_the_steps_span_more_than_2
 def test_the_default_log_x_rule():
     assert default_log_x([10, 100, 3000])
     assert not default_log_x([100, 1000])  # a factor 10
-    assert not default_log_x([0, 10, 3000])  # step 0 cannot go on a log axis
+    assert default_log_x([0, 10, 3000])  # step 0 does not count (left out of the log plot)
+    assert not default_log_x([0, 3000])  # one positive step: nothing to spread
     assert not default_log_x([448])
 
 
 def test_step_0_is_left_out_of_a_log_trajectory_plot_and_the_title_says_so(tokens, here, tmp_path):
     trajectory((0, 10, 300), tokens, here, tmp_path / "t")
     view = StudiesView(tmp_path / "t")
-    assert not view.log_x and x_scale(view) == "LinearScale"
-    view.log_x = True
+    assert view.log_x  # 10 to 300 spans 30x; step 0 does not count
     (fig,) = view.figures.values()
     assert type(fig.x_scale).__name__ == "LogScale"
     assert "step 0 not shown" in fig.title.text
