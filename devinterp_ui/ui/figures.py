@@ -95,11 +95,6 @@ def _padded(lo: float, hi: float, log: bool) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-# Lines shorter than this are sent whole at each push rather than streamed (see `push`): a
-# few kB per line, and past the first polls streaming takes over.
-RESEND_BELOW = 256
-
-
 class ChainLines:
     """Figures with a line per chain, each chain a decimated, streamed series.
 
@@ -166,12 +161,6 @@ class ChainLines:
             reset, x, y = series.take_new()
             if reset:
                 source.data = {"x": x, "y": y}
-            elif len(x) and len(source.data["x"]) < RESEND_BELOW:
-                # A young line is sent whole (idempotent): in a notebook, a stream event for
-                # points that the figure's first serialization already carried was applied on
-                # top of them, and the page drew 175 points of a 150-draw run.
-                old_x, old_y = source.data["x"], source.data["y"]
-                source.data = {"x": np.concatenate([old_x, x]), "y": np.concatenate([old_y, y])}
             elif len(x):
                 source.stream({"x": x, "y": y})
         self._show()
