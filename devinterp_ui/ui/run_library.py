@@ -13,6 +13,7 @@ is called, and then re-fetches stylesheets from a CDN on updates.)
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import threading
@@ -85,6 +86,13 @@ class RunLibrary(pn.viewable.Viewer):
         self._callback = None
         self._redraw_lock = threading.RLock()  # computed LLCs may redraw from another thread
         self._doc = pn.state.curdoc
+        # Outside a server session (a notebook kernel) the LLCs computed in the index's thread
+        # must still redraw on the loop that owns the Bokeh models: edits from two threads at
+        # once can lose the other thread's events (the page kept a run's last points unseen).
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
         self.index.on_llc(self._on_llc_computed)
         self.refresh()
 
@@ -105,12 +113,15 @@ class RunLibrary(pn.viewable.Viewer):
 
     def _on_llc_computed(self) -> None:
         """LLCs computed in the index's thread: redraw on the session's event loop when there is
-        one (or leave it to the periodic refresh), directly otherwise (notebook, script)."""
+        one (or leave it to the periodic refresh), on the notebook kernel's running loop, and
+        directly only where no loop runs (a script)."""
         if self._callback is not None:
             return
         doc = self._doc
         if doc is not None and getattr(doc, "session_context", None) is not None:
             doc.add_next_tick_callback(self.refresh)
+        elif self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.refresh)
         else:
             self.refresh()
 
