@@ -3,8 +3,9 @@
 Sweep: a heat map per localization (or per combination of the grid's other dims), lr across,
 n_beta up; colour = LLC (partial while a cell runs, drawn paler), marker = health severity,
 hover gives the numbers. Trajectory: LLC against training step with std-over-chains error bars,
-the step on a log axis when "log x (step)" is ticked (by default when the steps span more than
-a factor `LOG_X_SPAN`; step 0 cannot go on a log axis and is then left out, the title says so).
+the step on a log axis when "log x (step)" is ticked (by default when the positive steps span
+more than a factor `LOG_X_SPAN`; step 0 cannot go on a log axis and is then left out, the title
+says so).
 Everything is read from the study's directory (study.json and the cell stores), so a study
 started from a notebook, a script or a cluster job is watched the same way as one started here.
 
@@ -92,7 +93,7 @@ class StudiesView(pn.viewable.Viewer):
     log_x = param.Boolean(
         default=False,
         doc="Trajectory: training step on a log x axis (step 0 left out). Unless set, it "
-        "follows the steps: log when they span more than a factor LOG_X_SPAN, all > 0.",
+        "follows the steps: log when the positive ones span more than a factor LOG_X_SPAN.",
     )
 
     def __init__(self, output_dir: str | Path | None = None, **params: Any):
