@@ -5,12 +5,16 @@ downloaded) sampled by `sample()` with the default next-token loss (called witho
 cache) on random token rows. Peak resident memory is polled every 20 ms from /proc during the
 run and reported above the process's memory just before the model was built, in units of one
 model copy (parameters x 4 bytes): the budget is (chains + 2) copies (the caller's model, which
-also serves as the chains' anchors, one per chain, and the gradients of the chain stepping) plus
-buffers bounded by the batch (activations, logits B x T x vocab) and the store's row chunks
-(docs/performance.md section 11).
+also serves as the chains' anchors, and one per chain) plus buffers bounded by the batch
+(activations, logits B x T x vocab), by one parameter (a tied embedding's gradient) and the
+store's row chunks (docs/performance.md sections 11 and 15). A lockstep or sequential chain
+updates each segment inside the backward, so the model's gradients never exist at once;
+`--plain-step` makes it compute them all first and update after (the way before), to compare.
+Run under `MALLOC_MMAP_THRESHOLD_=131072` to see the peak without glibc's freed-page slack.
 
     python bench/midsize_model.py                          # 1 chain, 4 draws, batch 4 x 128
     python bench/midsize_model.py --draws 8 --seq-len 256
+    python bench/midsize_model.py --plain-step                # every gradient, then the update
     python bench/midsize_model.py --device cuda --chains 4 --schedule vectorized   # on a GPU
 """
 
@@ -62,7 +66,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--schedule", default="lockstep")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument(
+        "--plain-step", action="store_true", help="no update inside the backward (to compare)"
+    )
     args = parser.parse_args()
+    if args.plain_step:
+        from devinterp_ui.chain import PlainGradient
+
+        PlainGradient.updates_in_backward = lambda *a: False
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -109,7 +120,8 @@ def main() -> None:
     )
     print(
         f"{args.chains} chain(s) x {args.draws} draws, batch {args.batch_size} x {args.seq_len} "
-        f"tokens, {args.device}, {args.schedule}, torch threads {torch.get_num_threads()}"
+        f"tokens, {args.device}, {args.schedule}, torch threads {torch.get_num_threads()}, "
+        f"{'plain step' if args.plain_step else 'update inside the backward'}"
     )
     print(f"time per chain step (median of {len(gaps)}): {per_step:.2f} s; whole run {total:.1f} s")
     logits = args.batch_size * args.seq_len * model.config.vocab_size * 4

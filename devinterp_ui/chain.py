@@ -17,9 +17,11 @@ import numpy as np
 import torch
 
 from devinterp_ui import kernel
+from devinterp_ui.backward_update import backward_updating, updates_in_backward
 from devinterp_ui.data import BatchFeed, DataSource
 from devinterp_ui.host_copy import HostCopy
 from devinterp_ui.losses import LossFn, as_per_position
+from devinterp_ui.noise import segment_draws
 from devinterp_ui.segments import SegmentLayout
 from devinterp_ui.sgld import SGLDHyper, StepMetrics
 
@@ -182,11 +184,26 @@ class PlainGradient:
             p.requires_grad_(name in sampled)
         self.params = [named[name] for name in sampled]
 
-    def grads(self, rows: list[np.ndarray]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        (idx,) = rows
-        per = as_per_position(
+    def loss(self, idx: np.ndarray) -> torch.Tensor:
+        """(B, P) per-position losses on rows `idx`, with the autograd graph."""
+        return as_per_position(
             self.loss_fn(self.model, self.source.batch(idx, self.device)), len(idx), "loss_fn"
         )
+
+    def updates_in_backward(self, layout: SegmentLayout) -> bool:
+        """Whether this model's segments can be updated inside its backward
+        (`backward_update.updates_in_backward`, tried on the source's first two rows: two, so
+        that batch statistics exist)."""
+        return updates_in_backward(
+            self.model,
+            self.params,
+            layout,
+            lambda: self.loss(np.arange(min(2, len(self.source)))).mean(),
+        )
+
+    def grads(self, rows: list[np.ndarray]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        (idx,) = rows
+        per = self.loss(idx)
         g = torch.autograd.grad(per.mean(), self.params, allow_unused=True)
         g = [
             torch.zeros_like(p) if gi is None else gi for p, gi in zip(self.params, g, strict=True)
@@ -231,22 +248,30 @@ class ChainGroup:
         self.hyper = hyper
         self.grad_accum = grad_accum
         self.device = device
-        self.gens = [torch.Generator(device=device).manual_seed(int(s)) for s in noise_seeds]
+        # Per chain, one noise stream per segment (devinterp_ui.noise): the same bits whatever
+        # order a step reaches the segments in.
+        self.noise = [segment_draws(int(s), len(layout.segments), device) for s in noise_seeds]
         self.states = [
             kernel.init_state(
                 weights[i],
                 shared.anchors,
                 shared.masks,
                 hyper,
-                lambda t, i=i: self._noise(i, t),
+                self.noise[i],
                 init_noise,
                 views[i],
             )
             for i in range(len(self.chains))
         ]
-
-    def _noise(self, i: int, t: torch.Tensor) -> torch.Tensor:
-        return torch.randn(t.shape, generator=self.gens[i], device=t.device, dtype=t.dtype)
+        # The update inside the backward (devinterp_ui.backward_update), for a group of one
+        # chain with its own autograd gradient and one mini-batch per step, where the model
+        # allows it: the step then never holds the whole model's gradients.
+        self.in_backward = (
+            len(self.chains) == 1
+            and grad_accum == 1
+            and isinstance(estimator, PlainGradient)
+            and estimator.updates_in_backward(layout)
+        )
 
     def step(self, with_metrics: bool, active: list[bool]) -> list[PendingStep]:
         """Loss and gradient on every chain's next `grad_accum` mini-batches, then one kernel
@@ -257,6 +282,8 @@ class ChainGroup:
         resolved, after its update was applied: the caller then fails the chain at this step
         and discards what the chain computed afterwards.
         """
+        if self.in_backward and active[self.chains[0]]:
+            return [self._step_in_backward(with_metrics)]
         grads = None
         losses, rows = [], []
         for _ in range(self.grad_accum):
@@ -280,7 +307,7 @@ class ChainGroup:
                 _, info = kernel.step(
                     state,
                     self.layout.flat_grads(self.estimator.of_chain(grads, i), release=True),
-                    lambda t, i=i: self._noise(i, t),
+                    self.noise[i],
                     self.hyper,
                     with_metrics,
                 )
@@ -294,6 +321,20 @@ class ChainGroup:
             pending.append(PendingStep(copy, chain_rows, m, gram_at=at, chain=i))
             at += m is not None
         return pending
+
+    def _step_in_backward(self, with_metrics: bool) -> PendingStep:
+        """The step of a one-chain group with each segment updated inside the backward."""
+        idx = self.feeds[0].next()
+        noise = self.noise[0]
+        update = kernel.Update(self.states[0], self.hyper, with_metrics)
+        per = self.estimator.loss(idx)
+        backward_updating(
+            per.mean(), self.estimator.params, self.layout, lambda k, g: update.slot(k, g, noise[k])
+        )
+        info = update.finish()
+        losses = per.detach().unsqueeze(0)
+        copy = HostCopy([losses.float(), *([] if info is None else [info.gram])])
+        return PendingStep(copy, np.asarray(idx), info, gram_at=1, chain=0)
 
     def observe(self, observables: list[Observable], batch_size: int) -> PendingObservation:
         """Every chain's losses on every observable at the current weights; resolve(i) gives

@@ -29,7 +29,7 @@ from devinterp_ui.sgld import (
     make_slots,
     sgld_step,
 )
-from devinterp_ui.sgnht import Thermostat, init_momentum, sgnht_step
+from devinterp_ui.sgnht import Thermostat, init_momentum, sgnht_slot, update_thermostat
 
 MASTER_DTYPE = torch.float32
 
@@ -66,21 +66,58 @@ def init_state(
     anchors: list[torch.Tensor],
     masks: list[torch.Tensor | None],
     hp: SGLDHyper,
-    noise_like: NoiseDraw,
+    noise_like: NoiseDraw | list[NoiseDraw],
     init_noise: float | None = None,
     views: list[torch.Tensor | None] | None = None,
 ) -> ChainState:
-    """A chain at the checkpoint. From the chain's noise stream, in this order: `init_noise`
-    (slot by slot), then SGNHT's initial momentum (slot by slot); each slot's noise is drawn
-    piece by piece (`devinterp_ui.sgld.pieces`), as every step's."""
+    """A chain at the checkpoint. From each slot's noise stream (`noise_like`: one `NoiseDraw`
+    per slot, or one for all), in this order: `init_noise`, then SGNHT's initial momentum; each
+    slot's noise is drawn piece by piece (`devinterp_ui.sgld.pieces`), as every step's."""
     slots = make_slots(weights, anchors, masks, hp.method, views)
+    draws = [noise_like] * len(slots) if callable(noise_like) else list(noise_like)
     if init_noise:
-        add_init_noise(slots, noise_like, init_noise)
+        add_init_noise(slots, draws, init_noise)
     thermostat = None
     if hp.method == "sgnht":
-        thermostat = init_momentum(slots, [noise_like] * len(slots), hp)
+        thermostat = init_momentum(slots, draws, hp)
     _refresh_views(slots)
     return ChainState(slots, thermostat)
+
+
+class Update:
+    """One step of one chain, slot by slot: `slot(k, grad, noise)` for each slot, in any order,
+    then `finish()`. A slot's new values depend only on its own gradient, noise and state (and,
+    for SGNHT, the thermostat of the step's start), and the metrics and the thermostat's energy
+    are added up in slot order at the end, so any order gives the bits of `step`. The update
+    inside the backward (`devinterp_ui.backward_update`) reaches the slots as the backward
+    completes their gradients."""
+
+    def __init__(self, state: ChainState, hp: SGLDHyper, with_metrics: bool = False):
+        self.state, self.hp = state, hp
+        self.metrics = StepMetrics() if with_metrics else None
+        self.energies: list[torch.Tensor | None] = [None] * len(state.slots)
+
+    def slot(self, k: int, grad: torch.Tensor, noise: torch.Tensor | NoiseDraw) -> None:
+        """Update slot `k` from `grad` (cast to the slot's dtype) and its noise (a tensor, or
+        the slot's `NoiseDraw`, called per piece)."""
+        slot = self.state.slots[k]
+        if grad.dtype != slot.w.dtype:
+            grad = grad.to(slot.w.dtype)
+        if self.metrics is not None:
+            self.metrics.key = k
+        if self.hp.method == "sgnht":
+            z = self.state.thermostat.z
+            self.energies[k] = sgnht_slot(slot, grad, noise, z, self.hp, self.metrics)
+        else:
+            # Through `sgld_step`, one slot at a time (the tests' mutants replace it).
+            sgld_step([slot], [grad], [noise], self.hp, self.metrics or False)
+        _refresh_views([slot])
+
+    def finish(self) -> StepMetrics | None:
+        """The thermostat's update (SGNHT), after every slot; the step's metrics or None."""
+        if self.hp.method == "sgnht":
+            update_thermostat(self.state.thermostat, self.energies, self.hp)
+        return self.metrics
 
 
 def step(
@@ -94,23 +131,21 @@ def step(
 
     grads, noise: one tensor per slot, shaped as its `w` (iterables, so each can be made just
     before it is used); grads of the model's dtype are cast to the slot's. `noise` may instead
-    be the chain's `NoiseDraw` (or hold one per slot): each piece of a slot then gets its noise
+    hold a `NoiseDraw` per slot (or be one for all): each piece of a slot then gets its noise
     as it is updated, so no noise tensor larger than a piece exists (for GPT-2 a full-size
     draw of the token embedding would be a third of a model copy). Nothing waits for the
     device. info: the step's `StepMetrics` when `with_metrics`, else None.
     """
     if callable(noise):
         noise = [noise] * len(state.slots)
-    grads = (
-        g if g.dtype == s.w.dtype else g.to(s.w.dtype)
-        for g, s in zip(grads, state.slots, strict=True)
-    )
-    if hp.method == "sgnht":
-        info = sgnht_step(state.slots, grads, noise, state.thermostat, hp, with_metrics)
-    else:
-        info = sgld_step(state.slots, grads, noise, hp, with_metrics)
-    _refresh_views(state.slots)
-    return state, info
+    update = Update(state, hp, with_metrics)
+    count = 0
+    for k, (g, xi) in enumerate(zip(grads, noise, strict=True)):
+        update.slot(k, g, xi)
+        count += 1
+    if count != len(state.slots):
+        raise ValueError(f"{count} gradients for a chain of {len(state.slots)} slots")
+    return state, update.finish()
 
 
 def _refresh_views(slots: list[ParamSlot]) -> None:

@@ -9,8 +9,9 @@ parameters become views of them, so the update rule runs once per segment on one
 A segment is a run of consecutive sampled parameters (in `sampled` order) with one dtype and
 device, of at most `max_numel` entries (a larger parameter gets a segment of its own): the
 temporaries of an update (drift, noise, metrics) stay bounded by a segment, not the model.
-The noise of a step comes from the chain's generator segment by segment, in segment order (a
-segment larger than 2^20 entries drawn piece by piece as it is updated, see `sgld.pieces`).
+Each segment draws its noise from a stream of its own (devinterp_ui.noise), so the segments can
+be updated in any order (inside the backward, devinterp_ui.backward_update); a segment larger
+than 2^20 entries is drawn piece by piece as it is updated (`sgld.pieces`).
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ class Segment:
         return sum(self.numels)
 
 
-def segment_runs(tensors: list[torch.Tensor], max_numel: int = SEGMENT_NUMEL) -> list[list[int]]:
+def segment_runs(tensors: list[torch.Tensor], max_numel: int | None = None) -> list[list[int]]:
     """Indices into `tensors` grouped into segments: runs of consecutive tensors of one dtype
     and device with at most `max_numel` entries together (a larger tensor alone). The public
     optimizers (devinterp_ui.optim) draw their noise over the same runs, so they consume a
     generator exactly as `sample()`'s chains do."""
+    max_numel = max_numel or SEGMENT_NUMEL  # read at call time, so tests can make it small
     runs: list[list[int]] = []
     size = 0
     for i, t in enumerate(tensors):
@@ -62,7 +64,7 @@ class SegmentLayout:
         self,
         model: torch.nn.Module,
         sampled: dict[str, torch.Tensor | None],
-        max_numel: int = SEGMENT_NUMEL,
+        max_numel: int | None = None,
     ):
         named = dict(model.named_parameters())
         self.sampled = sampled

@@ -38,7 +38,8 @@ METRIC_NAMES = (
 
 
 NoiseDraw = Callable[[torch.Tensor], torch.Tensor]
-"""`draw(like)`: N(0, 1) noise of `like`'s shape, dtype and device from a chain's generator."""
+"""`draw(like)`: N(0, 1) noise of `like`'s shape, dtype and device from one of a chain's
+streams (one per segment, devinterp_ui.noise)."""
 
 
 @dataclass(frozen=True)
@@ -104,12 +105,12 @@ def make_slots(
     ]
 
 
-def add_init_noise(slots: list[ParamSlot], noise_like: NoiseDraw, scale: float) -> None:
-    """w <- w + scale * m * xi on every slot, xi from `noise_like` (the chain's generator),
-    drawn piece by piece as the update's noise is (`pieces`)."""
+def add_init_noise(slots: list[ParamSlot], noises: Iterable[NoiseDraw], scale: float) -> None:
+    """w <- w + scale * m * xi on every slot, xi from its `NoiseDraw` (one per slot: the slot's
+    stream, see devinterp_ui.noise), drawn piece by piece as the update's noise is (`pieces`)."""
     with torch.no_grad():
-        for slot in slots:
-            for piece, _, xi in pieces(slot, None, noise_like):
+        for slot, draw in zip(slots, noises, strict=True):
+            for piece, _, xi in pieces(slot, None, draw):
                 xi = xi * scale
                 piece.w.add_(xi if piece.mask is None else xi * piece.mask)
 
@@ -119,7 +120,7 @@ def sgld_step(
     grads: Iterable[torch.Tensor],
     noises: Iterable[torch.Tensor | NoiseDraw],
     hp: SGLDHyper,
-    with_metrics: bool = False,
+    with_metrics: bool | StepMetrics = False,
 ) -> StepMetrics | None:
     """Apply one update to every slot in place; return the step's metrics when asked.
 
@@ -127,9 +128,13 @@ def sgld_step(
     one just before it is used); a noise may also be a `NoiseDraw`, called for each piece of
     the slot as it is updated (see `pieces`). Metrics are L2 norms (and dot products) of the
     update's components summed over all slots, masked entries counting as 0; they stay on the
-    device until `StepMetrics.values()` (see there).
+    device until `StepMetrics.values()` (see there). with_metrics may be a `StepMetrics` to add
+    into (the kernel updates a step's slots one call at a time, see `kernel.Update`).
     """
-    acc = StepMetrics() if with_metrics else None
+    if isinstance(with_metrics, StepMetrics):
+        acc = with_metrics
+    else:
+        acc = StepMetrics() if with_metrics else None
     with torch.no_grad():
         for slot, g, xi in zip(slots, grads, noises, strict=True):
             for piece, g_piece, xi_piece in pieces(slot, g, xi):
@@ -242,9 +247,21 @@ class StepMetrics:
     """Entries reduced at once: at most 6 vectors x 12 bytes x 2^20 = 72 MiB of temporaries."""
 
     def __init__(self) -> None:
-        self.gram: torch.Tensor | None = None
+        # Sums per slot (`key`: the slot being updated), added up in slot order by `gram`: the
+        # step may reach its slots in any order (inside the backward, about last to first) and
+        # still give the bits of a step in slot order.
+        self._parts: dict[int, torch.Tensor] = {}
+        self.key = 0
         self.index: dict[str, int] = {}
         self.hp: SGLDHyper | None = None
+
+    @property
+    def gram(self) -> torch.Tensor | None:
+        """The Gram matrix of the step, summed over its slots in slot order (None: no slot)."""
+        total = None
+        for key in sorted(self._parts):
+            total = self._parts[key] if total is None else total + self._parts[key]
+        return total
 
     def add(self, g, dist, wd_term, noise, precond, hp, m) -> None:
         """g, dist = w - w0, wd_term = lambda w (or None): before the update; noise: the masked
@@ -276,7 +293,8 @@ class StepMetrics:
         for start in range(0, flat[0].numel(), self.PIECE_NUMEL):
             x = torch.stack([v[start : start + self.PIECE_NUMEL] for v in flat]).double()
             gram = x @ x.T
-            self.gram = gram if self.gram is None else self.gram + gram
+            part = self._parts.get(self.key)
+            self._parts[self.key] = gram if part is None else part + gram
         self.index, self.hp = index, hp
 
     def values(self, gram: torch.Tensor | None = None) -> dict[str, float]:

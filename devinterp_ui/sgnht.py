@@ -12,7 +12,7 @@ entries, one step is
     where |w - w0| >= b: p <- -p, then w <- clamp(w, w0 - b, w0 + b)        (bounding box b)
     z <- z + (sum(p^2) / n - lr)                                             (thermostat)
 
-starting from p = m sqrt(lr) xi (drawn from the chain's generator after `init_noise`) and
+starting from p = m sqrt(lr) xi (drawn from each segment's stream after `init_noise`) and
 z = A. The thermostat drives the mean kinetic energy sum(p^2)/n to lr, which makes the chain
 sample exp(-n_beta L - prior) whatever the noise injected. devinterp's SGNHT (devinterp/optim/
 sgnht.py) is this rule without the localization, weight-decay, noise-level and mask terms, which
@@ -71,15 +71,45 @@ def sgnht_step(
     components (the kick lr n_beta g, the prior terms, the diffusion as applied).
     """
     acc = StepMetrics() if with_metrics else None
+    energies = []
+    for k, (slot, g, xi) in enumerate(zip(slots, grads, noises, strict=True)):
+        if acc is not None:
+            acc.key = k
+        energies.append(sgnht_slot(slot, g, xi, thermostat.z, hp, acc))
+    update_thermostat(thermostat, energies, hp)
+    return acc
+
+
+def sgnht_slot(
+    slot: ParamSlot,
+    g: torch.Tensor,
+    xi: torch.Tensor | NoiseDraw,
+    z: torch.Tensor,
+    hp: SGLDHyper,
+    acc: StepMetrics | None,
+) -> torch.Tensor | None:
+    """One slot's momentum and weights, with the thermostat `z` of the step's start; returns
+    the slot's kinetic energy sum(p^2) (None for a slot with no entries)."""
     energy = None
     with torch.no_grad():
-        for slot, g, xi in zip(slots, grads, noises, strict=True):
-            for piece, g_piece, xi_piece in pieces(slot, g, xi):
-                e = _update_one(piece, g_piece, xi_piece, thermostat.z, hp, acc)
-                energy = e if energy is None else energy + e
-        if energy is not None:
-            thermostat.z.add_(energy.to(thermostat.z.dtype) / thermostat.count - hp.lr)
-    return acc
+        for piece, g_piece, xi_piece in pieces(slot, g, xi):
+            e = _update_one(piece, g_piece, xi_piece, z, hp, acc)
+            energy = e if energy is None else energy + e
+    return energy
+
+
+def update_thermostat(
+    thermostat: Thermostat, energies: list[torch.Tensor | None], hp: SGLDHyper
+) -> None:
+    """z <- z + sum(p^2) / n - lr, the energies summed in slot order (whatever order the slots
+    were updated in, the same bits)."""
+    total = None
+    for e in energies:
+        if e is not None:
+            total = e if total is None else total + e
+    if total is not None:
+        with torch.no_grad():
+            thermostat.z.add_(total.to(thermostat.z.dtype) / thermostat.count - hp.lr)
 
 
 def _update_one(slot, g, xi, z, hp: SGLDHyper, acc) -> torch.Tensor:

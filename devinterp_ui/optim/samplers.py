@@ -8,11 +8,14 @@ adds around them (data order, init loss, observables, the store) stays outside. 
   bounding box refer to it);
 - `masks`: one per parameter (same shape, bool or 0/1; None = every entry), as `param_masks`
   in `sample()`: only nonzero entries move;
-- the noise is drawn from `generator` (default: torch's global generator) once per segment of
-  the group's parameters (consecutive parameters of one dtype and device, up to 2^20 entries,
-  `devinterp_ui.segments.segment_runs`; a larger parameter piece by piece as it is updated),
-  as a chain of `sample()` draws it: with a generator seeded `init_seed + c` and the same
-  parameters, the trajectory is chain c's;
+- the noise is drawn once per segment of the parameters (consecutive parameters of one dtype
+  and device, up to 2^20 entries, `devinterp_ui.segments.segment_runs`, numbered across the
+  groups; a larger parameter piece by piece as it is updated), each segment from a stream of
+  its own as a chain of `sample()` draws it (devinterp_ui.noise): segment 0 from `generator`
+  (default: torch's global generator), segment k >= 1 from a generator the optimizer seeds
+  from `generator.initial_seed()` and k. So with a fresh generator seeded `init_seed + c` and
+  the same parameters, the trajectory is chain c's. The streams of segments k >= 1 belong to
+  the optimizer and are not in its `state_dict`;
 - SGNHT keeps one thermostat per group; its initial momentum is drawn when the optimizer is
   made;
 - bf16/fp16 parameters are updated through float32 master weights (the kernel refreshes the
@@ -40,6 +43,7 @@ from collections.abc import Iterator
 import torch
 
 from devinterp_ui import kernel
+from devinterp_ui.noise import draw_from, segment_seed
 from devinterp_ui.segments import segment_runs
 from devinterp_ui.sgld import NoiseDraw, ParamSlot, SGLDHyper, make_slots
 from devinterp_ui.sgnht import Thermostat, init_momentum
@@ -92,6 +96,7 @@ class _KernelOptimizer(torch.optim.Optimizer):
             **method_kwargs,
         )
         self.generator = generator
+        self._streams: dict[tuple[int, str], NoiseDraw] = {}
         super().__init__(params, defaults)
         for group in self.param_groups:
             self._init_group(group)
@@ -128,7 +133,7 @@ class _KernelOptimizer(torch.optim.Optimizer):
             if slot.v is not None:
                 self.state[p]["v"] = slot.v
         if self.METHOD == "sgnht" and params:
-            thermostat = init_momentum(slots, self._noise(slots), hp)
+            thermostat = init_momentum(slots, self._noise(slots, self._first_segment(group)), hp)
             for p, slot in zip(params, slots, strict=True):
                 self.state[p]["momentum"] = slot.p
             self.state[params[0]]["thermostat"] = thermostat
@@ -164,23 +169,55 @@ class _KernelOptimizer(torch.optim.Optimizer):
             **{k: float(group[k]) for k in ("eps", "alpha", "diffusion_factor") if k in group},
         )
 
-    def _noise(self, slots: list[ParamSlot]) -> Iterator[torch.Tensor | NoiseDraw]:
+    def _noise(self, slots: list[ParamSlot], first: int) -> Iterator[torch.Tensor | NoiseDraw]:
         """xi per slot, as sample() draws it: one draw per segment of several slots, split;
-        a slot that is a segment alone gets the generator's `NoiseDraw`, which the kernel calls
-        piece by piece (so a large parameter never has a full-size noise tensor)."""
-        for run in segment_runs([s.view if s.view is not None else s.w for s in slots]):
+        a slot that is a segment alone gets its segment's `NoiseDraw`, which the kernel calls
+        piece by piece (so a large parameter never has a full-size noise tensor). `first`:
+        the index of the group's first segment among all groups' (their streams, `_draw`)."""
+        runs = segment_runs([s.view if s.view is not None else s.w for s in slots])
+        for k, run in enumerate(runs, start=first):
             ws = [slots[i].w for i in run]
+            draw = self._draw(k, ws[0].device)
             if len(ws) == 1:
-                yield self._draw
+                yield draw
                 continue
-            flat = self._draw(ws[0].new_empty(sum(w.numel() for w in ws)))
+            flat = draw(ws[0].new_empty(sum(w.numel() for w in ws)))
             for w, part in zip(ws, flat.split([w.numel() for w in ws]), strict=True):
                 yield part.view(w.shape)
 
-    def _draw(self, like: torch.Tensor) -> torch.Tensor:
-        return torch.randn(
-            like.shape, generator=self.generator, device=like.device, dtype=like.dtype
-        )
+    @staticmethod
+    def _segments(group: dict) -> int:
+        """How many segments (noise streams) the group's parameters make."""
+        return len(segment_runs(list(group["params"]))) if group["params"] else 0
+
+    def _first_segment(self, group: dict) -> int:
+        """The index of `group`'s first segment: the segments of the groups before it."""
+        first = 0
+        for other in self.param_groups:
+            if other is group:
+                return first
+            first += self._segments(other)
+        return first
+
+    def _draw(self, k: int, device: torch.device) -> NoiseDraw:
+        """Segment k's stream (devinterp_ui.noise): `generator` itself (None: torch's default
+        generator of the device) for k = 0; for k >= 1 a generator of its own, seeded from
+        `generator`'s initial seed and k when first needed, as `sample()`'s chain seeded with
+        that seed draws it."""
+        if k == 0:
+            return draw_from(self.generator)
+        key = (k, str(device))
+        if key not in self._streams:
+            base = self.generator
+            if base is None:
+                base = (
+                    torch.cuda.default_generators[device.index or 0]
+                    if device.type == "cuda"
+                    else torch.default_generator
+                )
+            gen = torch.Generator(device=device).manual_seed(segment_seed(base.initial_seed(), k))
+            self._streams[key] = draw_from(gen)
+        return self._streams[key]
 
     # --- the step ------------------------------------------------------------------------------
 
@@ -191,6 +228,7 @@ class _KernelOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        first = 0
         for group in self.param_groups:
             params = group["params"]
             if not params:
@@ -198,7 +236,8 @@ class _KernelOptimizer(torch.optim.Optimizer):
             slots = self._slots(group)
             grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach() for p in params]
             state = kernel.ChainState(slots, self.state[params[0]].get("thermostat"))
-            kernel.step(state, grads, self._noise(slots), self._hyper(group))
+            kernel.step(state, grads, self._noise(slots, first), self._hyper(group))
+            first += self._segments(group)
         return loss
 
     def load_state_dict(self, state_dict: dict) -> None:

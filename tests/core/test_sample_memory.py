@@ -4,6 +4,7 @@ the working copy made for the probe and init loss is a chain's copy (docs/perfor
 import torch
 
 import devinterp_ui.chain as chain_module
+import devinterp_ui.noise as noise_module
 import devinterp_ui.sampling.api as api
 from devinterp_ui import sample
 from devinterp_ui.chain import SharedSegments
@@ -108,15 +109,20 @@ def test_a_step_frees_micro_batch_gradients_and_draws_noise_in_pieces(monkeypatc
         return out
 
     draws = []
-    original_noise = chain_module.ChainGroup._noise
+    original_draw_from = noise_module.draw_from
 
-    def noise(self, i, t):
-        draws.append(t.numel())
-        return original_noise(self, i, t)
+    def draw_from(generator):
+        draw = original_draw_from(generator)
+
+        def counted(t):
+            draws.append(t.numel())
+            return draw(t)
+
+        return counted
 
     monkeypatch.setattr(chain_module.PlainGradient, "grads", grads)
     monkeypatch.setattr(kernel, "step", step)
-    monkeypatch.setattr(chain_module.ChainGroup, "_noise", noise)
+    monkeypatch.setattr(noise_module, "draw_from", draw_from)
     settings = {**SETTINGS, "gradient_accumulation_steps": 2}
     sample(TwoLayer(), data(), loss_fn=mse, num_chains=1, progress_bar=False, **settings)
     assert alive_in_update == [0, 0]  # the second micro-batch's, added into the first's

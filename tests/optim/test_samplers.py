@@ -83,9 +83,19 @@ def test_optimizer_reproduces_the_stored_trajectory_with_every_term_and_a_mask(e
         np.testing.assert_allclose(np.stack(trajectory[c]), stored[c], rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("segment_numel", [None, 32], ids=["one_segment", "three_segments"])
 @pytest.mark.parametrize("method", list(METHODS))
-def test_optimizer_on_a_multi_parameter_model_gives_the_stored_losses(tiny_lm, token_data, method):
+def test_optimizer_on_a_multi_parameter_model_gives_the_stored_losses(
+    tiny_lm, token_data, method, segment_numel, monkeypatch
+):
+    """With 32-entry segments the tiny LM has three (one per parameter), each with its own
+    noise stream (sample() updating them inside the backward, the optimizer after it): the same
+    trajectory; a wrong stream for segment 1 or 2 fails it."""
     cls, opt_kwargs, sample_kwargs = METHODS[method]
+    if segment_numel:
+        import devinterp_ui.segments as segments_module
+
+        monkeypatch.setattr(segments_module, "SEGMENT_NUMEL", segment_numel)
     tree = sample(
         tiny_lm,
         token_data,
