@@ -105,10 +105,13 @@ def updates_in_backward(
     whose data was set to a view of a segment keeps a version counter of its own, so only a
     change made through the parameter is seen by autograd's check."""
     buffers = [b.detach().clone() for b in model.buffers()]
-    devices = sorted({p.device for p in params if p.device.type == "cuda"}, key=str)
+    # The accelerator's generator is forked too (dropout on cuda/mps draws from it).
+    accel = sorted({p.device for p in params if p.device.type != "cpu"}, key=str)
+    kind = accel[0].type if accel else "cuda"
+    devices = [d.index or 0 for d in accel if d.type == kind]
     segment = segment_of(layout)
     ok = True
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices, device_type=kind):
         try:
             loss = trial_loss()
 

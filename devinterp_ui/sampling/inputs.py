@@ -237,21 +237,29 @@ def check_chains_fit(
 ) -> None:
     """Refuse when the chains' model copies alone exceed the memory of `device` (ValueError).
 
-    Lockstep and vectorized hold one copy per chain, sequential one; plus the checkpoint and
-    the working copy. Gradients and buffers come on top, so this only refuses what surely
-    cannot fit.
+    What sampling adds to what is already resident: lockstep and vectorized hold one copy per
+    chain, sequential one; the checkpoint is read from the caller's model (no copy) when it is
+    already on `device`, else copied there once. The gradients are updated segment by segment
+    inside the backward (lockstep, sequential) and buffers come on top, so this only refuses
+    what surely cannot fit.
     """
     per_copy = sum(t.numel() * t.element_size() for t in model.parameters())
     per_copy += sum(t.numel() * t.element_size() for t in model.buffers())
-    copies = (1 if chain_schedule == "sequential" else num_chains) + 2
+    first = next(model.parameters(), None)
+    on_device = first is not None and _same_device(first.device, device)
+    copies = (1 if chain_schedule == "sequential" else num_chains) + (0 if on_device else 1)
     need = copies * per_copy
     available = _available_memory(device)
     if available is not None and need > available:
         raise ValueError(
-            f"num_chains={num_chains} needs {copies} model copies ({_size(need)}) but "
+            f"num_chains={num_chains} needs {copies} more model copies ({_size(need)}) but "
             f"{device} has {_size(available)} available; lower num_chains or pass "
             "chain_schedule='sequential' (one copy at a time)."
         )
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index or 0) == (b.index or 0)
 
 
 def _available_memory(device: torch.device) -> int | None:

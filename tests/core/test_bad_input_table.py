@@ -99,7 +99,7 @@ CASES = [
      r"num_chains must be an integer >= 1 and <= 4096", 0),
     ("chains_do_not_fit_in_memory",
      {"model": torch.nn.Linear(10**6, 10**6, device="meta"), "device": "cpu"}, ValueError,
-     r"num_chains=2 needs 4 model copies \(.* TiB\) but cpu has .* available; lower "
+     r"num_chains=2 needs 3 more model copies \(.* TiB\) but cpu has .* available; lower "
      r"num_chains or pass chain_schedule='sequential'", 0),
     ("parent_is_a_file", parent_is_a_file, ValueError,
      r"cannot be created: .*file' is a file, not a directory", 0),
