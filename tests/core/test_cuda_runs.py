@@ -92,3 +92,26 @@ def test_a_nan_chain_fails_alone_at_its_first_bad_step_on_cuda():
         else:
             assert progress["status"][c] == "completed"
             assert np.isfinite(tree["sampling_loss_micro"].values[c]).all()
+
+
+def test_the_update_inside_the_backward_gives_the_plain_steps_bits_on_cuda(tokens, monkeypatch):
+    """On CUDA the hooks run on autograd's device thread: the same bits as the plain step,
+    with the tiny LM cut into one segment per parameter."""
+    import devinterp_ui.chain as chain_module
+    import devinterp_ui.segments as segments_module
+
+    monkeypatch.setattr(segments_module, "SEGMENT_NUMEL", 32)
+    seen = []
+    original = chain_module.ChainGroup._step_in_backward
+
+    def spy(self, *args):
+        seen.append(True)
+        return original(self, *args)
+
+    monkeypatch.setattr(chain_module.ChainGroup, "_step_in_backward", spy)
+    inside = arrays(run(tokens))
+    assert seen
+    monkeypatch.setattr(chain_module.PlainGradient, "updates_in_backward", lambda *a: False)
+    plain = arrays(run(tokens))
+    for name in inside:
+        np.testing.assert_array_equal(inside[name], plain[name], err_msg=name)
