@@ -325,8 +325,8 @@ def test_result_and_llc_come_back_to_the_same_kernel(inline):
 
 @pytest.mark.xfail(
     strict=False,
-    reason="known defect (docs/known_gaps.md, issue 14): a second run's plots in the same "
-    "notebook output can stop updating in the page part-way while the kernel's run completes",
+    reason="known defect (docs/known_gaps.md, issue 14): a run's plots can stop updating in "
+    "the page part-way while the kernel's run completes (seen on the first run too)",
 )
 def test_awaited_run_keeps_the_plots_live_and_returns_the_tree(inline):
     mid, last = growing(inline.await_traces, AWAIT_DRAWS)
