@@ -12,6 +12,10 @@ Why each piece exists:
   CDN by default, so with no network every output stays blank. Inline resources put the JS into
   the notebook's outputs instead: the widget works offline and a saved notebook shows its plots
   when reopened offline (trusted notebooks only: Jupyter runs no JS from untrusted outputs).
+- `extension()` also makes the page's messages to the kernel safe for the live plots: applied
+  on the kernel's main thread (ipykernel 7 delivers them on a subshell thread), without
+  dropping the plots' held updates, and with no echo of the kernel's own events (see "Panel's
+  notebook comm" below).
 - `run()` / `wait()`: Panel's periodic callback that feeds the plots runs on the kernel's event
   loop, which a blocking cell starves. `run()` awaits on that loop; `wait()` blocks the cell but
   polls the store itself, so the plots still move (comm messages leave through the kernel's
@@ -265,9 +269,11 @@ NO_ECHO_JS = """
 
 def _stop_page_echo() -> None:
     """Make the page's Panel comm manager skip the events it applied from the kernel."""
+    from IPython import get_ipython
     from IPython.display import Javascript, display
 
-    display(Javascript(NO_ECHO_JS))
+    if get_ipython() is not None:  # a kernel (outside one there is no page to patch)
+        display(Javascript(NO_ECHO_JS))
 
 
 def _keep_pending_events_on_page_messages() -> None:
@@ -276,25 +282,38 @@ def _keep_pending_events_on_page_messages() -> None:
     survive it and are pushed right after (see the comment above)."""
     from panel.viewable import MimeRenderMixin
 
-    if getattr(MimeRenderMixin._on_msg, "_devinterp_ui_keep", False):
+    if getattr(MimeRenderMixin._on_msg, "_devinterp_ui_wrapped", None) is not None:
         return
-    on_msg = MimeRenderMixin._on_msg
-    thread = threading.get_ident()
+    MimeRenderMixin._on_msg = _page_message_handler(
+        MimeRenderMixin._on_msg, threading.get_ident(), _current_loop()
+    )
+
+
+def _current_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop of this thread (in a kernel cell: the kernel's), None without one."""
     try:
-        loop = asyncio.get_running_loop()
+        return asyncio.get_running_loop()
     except RuntimeError:
-        loop = asyncio.get_event_loop_policy().get_event_loop()
+        pass
+    try:
+        return asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        return None
+
+
+def _page_message_handler(on_msg, thread: int, loop: asyncio.AbstractEventLoop | None):
+    """`on_msg` (Panel's `MimeRenderMixin._on_msg`), run on `thread`: a call from another
+    thread (ipykernel's subshell) is handed to `loop`, which runs on `thread`."""
 
     def _on_msg(self, ref, manager, msg):
-        if threading.get_ident() != thread and loop.is_running():
+        if loop is not None and threading.get_ident() != thread and loop.is_running():
             # A subshell thread: apply it where the polls edit the Document, between two polls.
             loop.call_soon_threadsafe(_apply_page_message, on_msg, self, ref, manager, msg)
             return None
         return _apply_page_message(on_msg, self, ref, manager, msg)
 
-    _on_msg._devinterp_ui_keep = True
-    _on_msg._devinterp_ui_loop = loop  # tests run this loop
-    MimeRenderMixin._on_msg = _on_msg
+    _on_msg._devinterp_ui_wrapped = on_msg
+    return _on_msg
 
 
 def _apply_page_message(on_msg, view, ref, manager, msg):

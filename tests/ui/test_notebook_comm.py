@@ -114,9 +114,9 @@ def test_a_page_message_from_a_subshell_thread_is_applied_on_the_kernels_thread(
     lines, box, view, doc, ref, manager = output
     from panel.viewable import MimeRenderMixin
 
-    loop = MimeRenderMixin._on_msg._devinterp_ui_loop
-    if loop.is_closed():
-        pytest.skip("the event loop the wrapper was installed under is closed")
+    panel_on_msg = MimeRenderMixin._on_msg._devinterp_ui_wrapped
+    loop = asyncio.new_event_loop()  # the kernel's loop, on this (the kernel's main) thread
+    on_msg = notebook._page_message_handler(panel_on_msg, threading.get_ident(), loop)
     threads: list[int] = []
     box.param.watch(lambda _e: threads.append(threading.get_ident()), "value")
     lines.extend(0, np.arange(3.0), np.ones(3))
@@ -124,12 +124,15 @@ def test_a_page_message_from_a_subshell_thread_is_applied_on_the_kernels_thread(
     message = page_message(box._models[ref][0], "value", "from the page")
 
     async def kernel():
-        subshell = threading.Thread(target=view._on_msg, args=(ref, manager, message))
+        subshell = threading.Thread(target=on_msg, args=(view, ref, manager, message))
         subshell.start()
         while subshell.is_alive() or not threads:
             await asyncio.sleep(0.01)
 
-    loop.run_until_complete(asyncio.wait_for(kernel(), 10))
+    try:
+        loop.run_until_complete(asyncio.wait_for(kernel(), 10))
+    finally:
+        loop.close()
     assert threads == [threading.get_ident()]  # applied here, not in the subshell thread
     assert box.value == "from the page"
     assert ("ColumnsStreamed", lines.sources[0].id, "data") in sent
