@@ -12,6 +12,10 @@ Why each piece exists:
   CDN by default, so with no network every output stays blank. Inline resources put the JS into
   the notebook's outputs instead: the widget works offline and a saved notebook shows its plots
   when reopened offline (trusted notebooks only: Jupyter runs no JS from untrusted outputs).
+- `extension()` also makes the page's messages to the kernel safe for the live plots: applied
+  on the kernel's main thread (ipykernel 7 delivers them on a subshell thread), without
+  dropping the plots' held updates, and with no echo of the kernel's own events (see "Panel's
+  notebook comm" below).
 - `run()` / `wait()`: Panel's periodic callback that feeds the plots runs on the kernel's event
   loop, which a blocking cell starves. `run()` awaits on that loop; `wait()` blocks the cell but
   polls the store itself, so the plots still move (comm messages leave through the kernel's
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import threading
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -80,6 +85,8 @@ def extension(*extensions: str, **config: Any) -> None:
     wanted = [*DASHBOARD_EXTENSIONS, *(e for e in extensions if e not in DASHBOARD_EXTENSIONS)]
     pn.extension(*wanted, inline=True, **config)
     _inline_stylesheet_updates()
+    _keep_pending_events_on_page_messages()
+    _stop_page_echo()
 
 
 async def run(dashboard: Dashboard, timeout: float | None = None) -> xr.DataTree | None:
@@ -211,6 +218,142 @@ def _inline_stylesheet_updates() -> None:
 
     _update_model._devinterp_ui_inline = True
     Reactive._get_properties, Reactive._update_model = _get_properties, _update_model
+
+
+# --- Panel's notebook comm, both ways --------------------------------------------------------
+# In a notebook Panel holds the Bokeh Document: model changes (a ColumnDataSource's `stream`, a
+# range's `start`) collect as held events and leave with the next push, which follows every
+# Panel parameter change. Three things in Panel 1.9 (with ipykernel 7 and JupyterLab 4) lost or
+# corrupted the live plots' updates (docs/known_gaps.md, issue 14):
+# - ipykernel 7 hands comm messages from the page to a subshell thread: Panel applied them
+#   (`MimeRenderMixin._on_msg`) and pushed from that thread while the dashboard's poll edited
+#   and pushed the same Document on the kernel's main thread. A Document is not thread-safe:
+#   patches went out naming models the page was never sent ("reference ... isn't known" in the
+#   page's console), the page refused every later patch touching them, and the lines stopped
+#   part-way (at 1 point, or 6, 9, 48 of 150) while the run completed;
+# - the kernel applies each page message between `doc.hold()` and `doc.unhold()`, and `unhold`
+#   hands every held event to the Document's change callbacks, of which a notebook Document has
+#   none: events held but not pushed yet (a poll's streamed points, when nothing pushed after
+#   them) were dropped, and the lines ended points short of the run;
+# - the page's comm manager (panel/models/comm_manager.ts) sends back every event the page
+#   applied from the kernel: it does not skip events with `sync` false, as BokehJS's own server
+#   session does. The kernel applied these echoes: each streamed chunk was appended to the
+#   kernel's source a second time (a 150-draw run's line held 230 points in the kernel), and an
+#   echoed older value (a range, a layout's children) overwrote a newer one.
+# `_keep_pending_events_on_page_messages` applies page messages on the kernel's main thread
+# (its event loop, where the polls run) and keeps the held events across them, pushing them
+# right after; `_stop_page_echo` makes the page skip the events it applied from the kernel.
+
+NO_ECHO_JS = """
+(function patch(tries) {
+  var B = window.Bokeh, C = null;
+  try {
+    C = (B && B.Panel && (B.Panel.CommManager || (B.Panel.Panel && B.Panel.Panel.CommManager)))
+      || (B && B.Models && B.Models.get && B.Models.get("panel.models.comm_manager.CommManager"));
+  } catch (e) { C = null; }
+  if (!C || !C.prototype || !C.prototype._document_changed) {
+    if (tries > 0) setTimeout(function () { patch(tries - 1); }, 100);
+    return;
+  }
+  if (C.prototype._devinterp_ui_no_echo) return;
+  var changed = C.prototype._document_changed;
+  C.prototype._document_changed = function (event) {
+    // An event applied from the kernel (sync false) goes back to no one: see ui/notebook.py.
+    if (event && event.sync === false) return;
+    return changed.call(this, event);
+  };
+  C.prototype._devinterp_ui_no_echo = true;
+})(300);
+"""
+
+
+def _stop_page_echo() -> None:
+    """Make the page's Panel comm manager skip the events it applied from the kernel."""
+    from IPython import get_ipython
+    from IPython.display import Javascript, display
+
+    if get_ipython() is not None:  # a kernel (outside one there is no page to patch)
+        display(Javascript(NO_ECHO_JS))
+
+
+def _keep_pending_events_on_page_messages() -> None:
+    """Wrap Panel's handler of page messages once: it runs on the thread that calls this (the
+    kernel's main thread, whose event loop runs the polls), and the Document's held events
+    survive it and are pushed right after (see the comment above)."""
+    from panel.viewable import MimeRenderMixin
+
+    if getattr(MimeRenderMixin._on_msg, "_devinterp_ui_wrapped", None) is not None:
+        return
+    MimeRenderMixin._on_msg = _page_message_handler(
+        MimeRenderMixin._on_msg, threading.get_ident(), _current_loop()
+    )
+
+
+def _current_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop of this thread (in a kernel cell: the kernel's), None without one."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    try:
+        return asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        return None
+
+
+def _page_message_handler(on_msg, thread: int, loop: asyncio.AbstractEventLoop | None):
+    """`on_msg` (Panel's `MimeRenderMixin._on_msg`), run on `thread`: a call from another
+    thread (ipykernel's subshell) is handed to `loop`, which runs on `thread`."""
+
+    def _on_msg(self, ref, manager, msg):
+        if loop is not None and threading.get_ident() != thread and loop.is_running():
+            # A subshell thread: apply it where the polls edit the Document, between two polls.
+            loop.call_soon_threadsafe(_apply_page_message, on_msg, self, ref, manager, msg)
+            return None
+        return _apply_page_message(on_msg, self, ref, manager, msg)
+
+    _on_msg._devinterp_ui_wrapped = on_msg
+    return _on_msg
+
+
+def _apply_page_message(on_msg, view, ref, manager, msg):
+    """Panel's `_on_msg`, with the Document's held events set aside and pushed after it."""
+    from panel.io.notebook import push
+    from panel.io.state import state
+
+    entry = state._views.get(ref)
+    doc, comm = (entry[2], entry[3]) if entry is not None else (None, None)
+    if doc is None:
+        return on_msg(view, ref, manager, msg)
+    pending = list(doc.callbacks._held_events)
+    doc.callbacks._held_events = []
+    try:
+        return on_msg(view, ref, manager, msg)
+    finally:
+        kept = [e for e in pending if not _overwritten(e)]
+        if kept:
+            doc.callbacks._held_events[:0] = kept
+            if comm is not None:
+                push(doc, comm)
+
+
+def _overwritten(event) -> bool:
+    """A held property change whose property the page's message has set since (the user's pan
+    or zoom wins over the kernel's older, unsent value)."""
+    from bokeh.document.events import ModelChangedEvent
+
+    if not isinstance(event, ModelChangedEvent):
+        return False
+    try:
+        now = getattr(event.model, event.attr)
+    except AttributeError:
+        return False
+    if now is event.new:
+        return False
+    try:
+        return not bool(now == event.new)
+    except Exception:  # arrays and the like compare elementwise: keep the change
+        return False
 
 
 # --- one live view per dashboard -------------------------------------------------------------
