@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
 from devinterp_ui.segments import SegmentLayout
@@ -32,9 +31,14 @@ SegmentUpdate = Callable[[int, torch.Tensor], None]
 """`update(k, grad)`: apply segment `k`'s update from its flat gradient."""
 
 
-def segment_of(layout: SegmentLayout) -> list[int]:
-    """For each sampled parameter (in `layout.sampled` order), its segment's index."""
-    return [k for k, seg in enumerate(layout.segments) for _ in seg.names]
+def segment_ranges(layout: SegmentLayout) -> list[range]:
+    """Per segment, the indices of its parameters among the sampled ones (`layout.sampled`
+    order: the segments are consecutive runs of it)."""
+    out, start = [], 0
+    for seg in layout.segments:
+        out.append(range(start, start + len(seg.names)))
+        start += len(seg.names)
+    return out
 
 
 def backward_updating(
@@ -48,14 +52,13 @@ def backward_updating(
     reaches (parameters the loss does not depend on) are updated afterwards from a zero
     gradient, in segment order. `params`: the sampled parameters in `layout.sampled` order,
     with no `.grad`."""
-    segment = segment_of(layout)
-    sizes = [len(seg.names) for seg in layout.segments]
-    waiting: list[dict[int, torch.Tensor]] = [{} for _ in sizes]
-    done = [False] * len(sizes)
-    first = np.cumsum([0, *sizes[:-1]]).tolist()
+    ranges = segment_ranges(layout)
+    segment = [k for k, r in enumerate(ranges) for _ in r]
+    waiting: list[dict[int, torch.Tensor]] = [{} for _ in ranges]
+    done = [False] * len(ranges)
 
     def complete(k: int) -> None:
-        parts = [waiting[k].pop(first[k] + j) for j in range(sizes[k])]
+        parts = [waiting[k].pop(i) for i in ranges[k]]
         flat = (
             parts[0].reshape(-1) if len(parts) == 1 else torch.cat([g.reshape(-1) for g in parts])
         )
@@ -68,7 +71,7 @@ def backward_updating(
             k = segment[i]
             waiting[k][i] = p.grad
             p.grad = None
-            if len(waiting[k]) == sizes[k]:
+            if len(waiting[k]) == len(ranges[k]):
                 complete(k)
 
         return hook
@@ -79,10 +82,9 @@ def backward_updating(
     finally:
         for h in handles:
             h.remove()
-    for k in range(len(sizes)):
+    for k, r in enumerate(ranges):
         if not done[k]:
-            for j in range(sizes[k]):
-                i = first[k] + j
+            for i in r:
                 if i not in waiting[k]:
                     waiting[k][i] = torch.zeros_like(params[i])
             complete(k)
@@ -109,7 +111,7 @@ def updates_in_backward(
     accel = sorted({p.device for p in params if p.device.type != "cpu"}, key=str)
     kind = accel[0].type if accel else "cuda"
     devices = [d.index or 0 for d in accel if d.type == kind]
-    segment = segment_of(layout)
+    ranges = segment_ranges(layout)
     ok = True
     with torch.random.fork_rng(devices=devices, device_type=kind):
         try:
@@ -117,9 +119,8 @@ def updates_in_backward(
 
             def touch(k: int, grad: torch.Tensor) -> None:
                 with torch.no_grad():
-                    for p, s in zip(params, segment, strict=True):
-                        if s == k:
-                            p.mul_(1.0)
+                    for i in ranges[k]:
+                        params[i].mul_(1.0)
 
             backward_updating(loss, params, layout, touch)
         except Exception:  # noqa: BLE001 - any failure of the trial means: use the plain step

@@ -98,12 +98,16 @@ class _KernelOptimizer(torch.optim.Optimizer):
         self.generator = generator
         self._streams: dict[tuple[int, str], NoiseDraw] = {}
         super().__init__(params, defaults)
+        first = 0
         for group in self.param_groups:
-            self._init_group(group)
+            self._init_group(group, first)
+            first += self._segments(group)
 
     # --- state ---------------------------------------------------------------------------------
 
-    def _init_group(self, group: dict) -> None:
+    def _init_group(self, group: dict, first: int) -> None:
+        """The group's state at the checkpoint; `first`: the index of its first segment among
+        all groups' (its noise streams, `_draw`)."""
         params = group["params"]
         masks = group["masks"]
         if masks is None:
@@ -133,7 +137,7 @@ class _KernelOptimizer(torch.optim.Optimizer):
             if slot.v is not None:
                 self.state[p]["v"] = slot.v
         if self.METHOD == "sgnht" and params:
-            thermostat = init_momentum(slots, self._noise(slots, self._first_segment(group)), hp)
+            thermostat = init_momentum(slots, self._noise(slots, first), hp)
             for p, slot in zip(params, slots, strict=True):
                 self.state[p]["momentum"] = slot.p
             self.state[params[0]]["thermostat"] = thermostat
@@ -189,15 +193,6 @@ class _KernelOptimizer(torch.optim.Optimizer):
     def _segments(group: dict) -> int:
         """How many segments (noise streams) the group's parameters make."""
         return len(segment_runs(list(group["params"]))) if group["params"] else 0
-
-    def _first_segment(self, group: dict) -> int:
-        """The index of `group`'s first segment: the segments of the groups before it."""
-        first = 0
-        for other in self.param_groups:
-            if other is group:
-                return first
-            first += self._segments(other)
-        return first
 
     def _draw(self, k: int, device: torch.device) -> NoiseDraw:
         """Segment k's stream (devinterp_ui.noise): `generator` itself (None: torch's default
